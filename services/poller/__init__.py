@@ -1,0 +1,1 @@
+"""Polls IBM job, backend and usage state and publishes only what changed."""

@@ -1,0 +1,1 @@
+"""Ranks backends for a circuit and predicts queue waits over NATS RPC."""

@@ -1,0 +1,1 @@
+"""Persists every event idempotently; the only writer of event tables."""

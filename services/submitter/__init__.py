@@ -1,0 +1,1 @@
+"""Turns submit and cancel commands into IBM Runtime (or local Aer) jobs."""
