@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -60,6 +61,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats.errors.OutboundBufferLimitError,
     nats.js.errors.NoStreamResponseError,
     nats.js.errors.ServiceUnavailableError,
+)
+
+# A publish_async ack that failed for these is retried with a plain publish.
+RETRYABLE_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    nats.js.errors.APIError,
 )
 
 M = TypeVar("M", bound=Message)
@@ -221,7 +228,9 @@ class Bus:
                 if time.monotonic() >= give_up_at:
                     raise
                 PUBLISH_RETRIES.labels(kind).inc()
-                log.warning("publish to %s failed (%s); retry %d", subject, type(exc).__name__, attempt)
+                log.warning(
+                    "publish to %s failed (%s); retry %d", subject, type(exc).__name__, attempt
+                )
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
             PUBLISHED.labels(kind).inc()
@@ -243,7 +252,7 @@ class Bus:
                 try:
                     await future
                     PUBLISHED.labels(message.type).inc()
-                except (*TRANSIENT_ERRORS, nats.js.errors.APIError):
+                except RETRYABLE_PUBLISH_ERRORS:
                     await self.publish(message, deadline_s=deadline_s)
             pending.clear()
 
@@ -322,7 +331,7 @@ class Bus:
         """Send a request and decode the reply; raises `RpcError` on a timeout or error."""
         try:
             msg = await self.nc.request(message.subject, message.to_bytes(), timeout=timeout_s)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise RpcError(f"no reply on {message.subject} within {timeout_s} s") from exc
         except nats.errors.NoRespondersError as exc:
             raise RpcError(f"nothing serves {message.subject}") from exc
@@ -351,6 +360,10 @@ class Bus:
         self.stop_consumers()
         for consumer in self._consumers:
             await consumer.wait_stopped()
+            # A pull subscription keeps fetch status replies nobody reads, which would
+            # hold nc.drain() until its timeout; nothing is lost (unacked = redelivered).
+            with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
+                await consumer.sub.unsubscribe()
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()

@@ -7,12 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from qjt import devstack
 from qjt.config import get_settings
+from qjt.contracts import json_schemas
+from qjt.db import MigrationError, has_timescaledb, migrate
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from qjt import devstack
-
     services = tuple(args.services.split(",")) if args.services else devstack.SERVICES
     unknown = sorted(set(services) - set(devstack.SERVICES))
     if unknown:
@@ -22,14 +23,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(_args: argparse.Namespace) -> int:
-    from qjt import devstack
-
     return devstack.down(get_settings())
 
 
 def _cmd_migrate(_args: argparse.Namespace) -> int:
-    from qjt.db import MigrationError, has_timescaledb, migrate
-
     url = get_settings().database_url
     if not url:
         print("QJT_DATABASE_URL is not set: say which database to migrate")
@@ -45,8 +42,6 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from qjt.contracts import json_schemas
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     schemas = json_schemas()

@@ -40,13 +40,17 @@ class Settings(BaseSettings):
     max_deliver: int = Field(
         5, ge=1, description="Deliveries of a failing message before it goes to qjt.dlq."
     )
-    ack_wait_s: float = Field(30, gt=0, description="Seconds before an unacked message is redelivered.")
+    ack_wait_s: float = Field(
+        30, gt=0, description="Seconds before an unacked message is redelivered."
+    )
     fetch_batch: int = Field(256, ge=1, description="Messages a pull consumer fetches at once.")
 
     # Service process
     service_name: str = Field("qjt", description="Name in logs and metrics; set per service.")
     http_host: str = Field("127.0.0.1", description="Address for /healthz, /metrics and the API.")
-    http_port: int = Field(0, ge=0, le=65535, description="Port for /healthz and /metrics; 0 = any.")
+    http_port: int = Field(
+        0, ge=0, le=65535, description="Port for /healthz and /metrics; 0 = any."
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     shutdown_grace_s: float = Field(20, gt=0, description="Seconds a service may spend draining.")
 
@@ -61,7 +65,9 @@ class Settings(BaseSettings):
     )
 
     # Dev stack
-    state_dir: str = Field(".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs.")
+    state_dir: str = Field(
+        ".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs."
+    )
     api_port: int = Field(8000, ge=1, le=65535, description="API gateway port under `qjt up`.")
     emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
 

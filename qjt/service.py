@@ -28,6 +28,8 @@ from qjt.telemetry import HealthServer, configure_logging
 
 log = logging.getLogger("qjt.service")
 
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (OSError, *TRANSIENT_ERRORS)
+
 
 @dataclass
 class ServiceContext:
@@ -69,7 +71,7 @@ async def connect_bus(settings: Settings, name: str, wait_s: float = 60.0) -> Bu
             bus = await Bus.connect(settings, name=name)
             await bus.ensure_streams()
             return bus
-        except (OSError, *TRANSIENT_ERRORS) as exc:
+        except _CONNECT_ERRORS as exc:
             if loop.time() >= give_up_at:
                 raise RuntimeError(f"NATS at {settings.nats_url} is not reachable: {exc}") from exc
             log.info("waiting for NATS at %s (%s)", settings.nats_url, type(exc).__name__)
@@ -110,7 +112,9 @@ async def _shutdown(ctx: ServiceContext, grace_s: float) -> None:
     if ctx.tasks:
         _done, pending = await asyncio.wait(ctx.tasks, timeout=grace_s)
         for task in pending:
-            log.warning("task %s did not finish within %.0f s; cancelling", task.get_name(), grace_s)
+            log.warning(
+                "task %s did not finish within %.0f s; cancelling", task.get_name(), grace_s
+            )
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*pending, return_exceptions=True)

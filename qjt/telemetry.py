@@ -107,7 +107,11 @@ class HealthServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
+            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
                 pass
             parts = request_line.decode("latin-1").split()
             path = parts[1].split("?")[0] if len(parts) >= 2 else "/"
@@ -128,9 +132,17 @@ class HealthServer:
             checks = self.check()
             healthy = all(checks.values())
             body = json.dumps(
-                {"service": self.service, "status": "ok" if healthy else "unavailable", "checks": checks}
+                {
+                    "service": self.service,
+                    "status": "ok" if healthy else "unavailable",
+                    "checks": checks,
+                }
             ).encode()
             return ("200 OK" if healthy else "503 Service Unavailable"), "application/json", body
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest()
-        return "404 Not Found", "application/json", b'{"error": "not found; try /healthz or /metrics"}'
+        return (
+            "404 Not Found",
+            "application/json",
+            b'{"error": "not found; try /healthz or /metrics"}',
+        )
