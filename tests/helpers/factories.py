@@ -16,7 +16,7 @@ def status_event(n: int, status: str = "QUEUED") -> JobStatusChanged:
         user_id="user-a",
         ibm_job_id=f"ibm-{n:05d}",
         backend="fake_sherbrooke",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         status_at=T0 + timedelta(seconds=n),
         occurred_at=T0 + timedelta(seconds=n),
     )

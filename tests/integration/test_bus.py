@@ -229,7 +229,7 @@ async def test_work_queue_command_is_consumed_once_and_removed(bus: Bus) -> None
 async def test_request_reply_load_shares_across_a_queue_group(bus: Bus) -> None:
     answered_by: list[str] = []
 
-    def replier(name: str):  # type: ignore[no-untyped-def]
+    def replier(name: str):
         async def answer(message: Message) -> Message:
             assert isinstance(message, PredictRequest)
             answered_by.append(name)
