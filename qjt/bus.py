@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -170,6 +171,7 @@ class Bus:
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
+            drain_timeout=10,
         )
         return cls(nc, settings)
 
@@ -187,6 +189,7 @@ class Bus:
                 storage=api.StorageType.FILE,
                 max_age=spec.max_age_s,
                 duplicate_window=self.settings.dedupe_window_s,
+                num_replicas=self.settings.stream_replicas,
             )
             try:
                 await self.js.add_stream(config)
@@ -248,12 +251,15 @@ class Bus:
         count = 0
 
         async def settle() -> None:
+            stored: Counter_[str] = Counter_()
             for message, future in pending:
                 try:
                     await future
-                    PUBLISHED.labels(message.type).inc()
+                    stored[message.type] += 1
                 except RETRYABLE_PUBLISH_ERRORS:
                     await self.publish(message, deadline_s=deadline_s)
+            for kind, n in stored.items():
+                PUBLISHED.labels(kind).inc(n)
             pending.clear()
 
         for message in messages:
@@ -364,11 +370,14 @@ class Bus:
             # hold nc.drain() until its timeout; nothing is lost (unacked = redelivered).
             with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
                 await consumer.sub.unsubscribe()
-        if not self.nc.is_closed:
+        if self.nc.is_connected:
             try:
                 await self.nc.drain()
             except (nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError):
                 await self.nc.close()
+        elif not self.nc.is_closed:
+            # NATS is away: nothing to drain into; unacked messages are redelivered.
+            await self.nc.close()
 
 
 class RpcError(RuntimeError):
@@ -391,6 +400,9 @@ class Consumer:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _running: bool = False
     handled: int = 0
+
+    def __post_init__(self) -> None:
+        self._consumed = CONSUMED.labels(self.spec.durable)
 
     def stop(self) -> None:
         """Ask the loop to return after the batch in hand."""
@@ -422,31 +434,33 @@ class Consumer:
             self._stopped.set()
 
     async def _handle(self, raw: Sequence[Msg]) -> None:
-        deliveries: list[Delivery] = []
+        messages: list[Message] = []
+        readable: list[Msg] = []
         for msg in raw:
             try:
-                deliveries.append(Delivery(parse_message(msg.data), msg))
+                messages.append(parse_message(msg.data))
             except ContractError as exc:
                 await self._dead_letter(msg, f"unreadable message: {exc}")
-        if not deliveries:
+            else:
+                readable.append(msg)
+        if not messages:
             return
         try:
-            await self.handler([d.message for d in deliveries])
+            await self.handler(messages)
         except Exception as exc:  # loop edge: isolate the failing message(s)
-            if len(deliveries) == 1:
-                await self._failed(deliveries[0], exc)
+            if len(messages) == 1:
+                await self._failed(Delivery(messages[0], readable[0]), exc)
                 return
             log.warning(
                 "batch of %d on %s failed (%s); handling one by one",
-                len(deliveries),
+                len(messages),
                 self.spec.durable,
                 exc,
             )
-            for delivery in deliveries:
-                await self._handle_one(delivery)
+            for message, msg in zip(messages, readable, strict=True):
+                await self._handle_one(Delivery(message, msg))
             return
-        for delivery in deliveries:
-            await self._ack(delivery.raw)
+        await self._ack(readable)
 
     async def _handle_one(self, delivery: Delivery) -> None:
         try:
@@ -454,17 +468,20 @@ class Consumer:
         except Exception as exc:  # loop edge: nak or dead-letter this one message
             await self._failed(delivery, exc)
         else:
-            await self._ack(delivery.raw)
+            await self._ack([delivery.raw])
 
-    async def _ack(self, msg: Msg) -> None:
-        try:
-            await msg.ack()
-        except TRANSIENT_ERRORS:
-            # Not acked: it is redelivered after ack_wait and handled idempotently.
-            log.warning("ack on %s lost; message will be redelivered", self.spec.durable)
-            return
-        self.handled += 1
-        CONSUMED.labels(self.spec.durable).inc()
+    async def _ack(self, msgs: Sequence[Msg]) -> None:
+        acked = 0
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except TRANSIENT_ERRORS:
+                # Not acked: it is redelivered after ack_wait and handled idempotently.
+                log.warning("ack on %s lost; message will be redelivered", self.spec.durable)
+            else:
+                acked += 1
+        self.handled += acked
+        self._consumed.inc(acked)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -507,7 +524,7 @@ class Consumer:
             DLQ_PREFIX + msg.subject, msg.data, msg_id, "dlq", headers=headers
         )
         DEAD_LETTERED.labels(self.spec.durable).inc()
-        await self._ack(msg)
+        await self._ack([msg])
 
 
 def dlq_subject(subject: str) -> str:

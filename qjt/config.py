@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(10, ge=1, description="Largest PostgreSQL pool per process.")
 
     # JetStream
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream replicas per stream (3 on a 3-node cluster)."
+    )
     event_retention_days: float = Field(30, gt=0, description="How long QJT_EVT keeps events.")
     dedupe_window_s: float = Field(
         600, gt=0, description="JetStream duplicate window for Nats-Msg-Id, seconds."
@@ -65,6 +68,11 @@ class Settings(BaseSettings):
     )
 
     # Dev stack
+    emulator: bool = Field(
+        True,
+        description="`qjt up` starts the IBM emulator and points services at it; "
+        "false talks to real IBM Quantum.",
+    )
     state_dir: str = Field(
         ".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs."
     )

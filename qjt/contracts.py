@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -478,12 +479,34 @@ REGISTRY: dict[tuple[str, int], type[Message]] = {
 }
 
 
+VERSIONS_BY_TYPE: dict[str, list[int]] = {}
+for _kind, _number in sorted(REGISTRY):
+    VERSIONS_BY_TYPE.setdefault(_kind, []).append(_number)
+
+# This build writes the envelope first ('{"type":"…","version":N,'), so most messages can
+# be validated straight from bytes; anything else takes the general path below.
+_ENVELOPE = re.compile(rb'^\{"type":"([a-z.]+)","version":(\d+),')
+
+
 def parse_message(raw: bytes | str | dict[str, Any]) -> Message:
     """Decode a message from the wire into its model.
 
     Raises `ContractError` naming the problem: not JSON, no type, a type or version this
     build does not know, or fields that fail validation.
     """
+    if isinstance(raw, bytes):
+        match = _ENVELOPE.match(raw)
+        if match:
+            model = REGISTRY.get((match.group(1).decode(), int(match.group(2))))
+            if model is not None:
+                try:
+                    return model.model_validate_json(raw)
+                except ValidationError:
+                    pass  # the general path reports the error in full
+    return _parse_general(raw)
+
+
+def _parse_general(raw: bytes | str | dict[str, Any]) -> Message:
     if isinstance(raw, dict):
         data = raw
     else:
@@ -496,7 +519,7 @@ def parse_message(raw: bytes | str | dict[str, Any]) -> Message:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ContractError("message has no 'type' field")
-    known_versions = sorted(v for (t, v) in REGISTRY if t == kind)
+    known_versions = VERSIONS_BY_TYPE.get(kind)
     if not known_versions:
         raise ContractError(f"unknown message type {kind!r}")
     version = data.get("version", 1)

@@ -372,6 +372,8 @@ def up(
 ) -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM; returns an exit code."""
     state_dir = Path(settings.state_dir)
+    if not settings.emulator:
+        services = tuple(name for name in services if name != "emulator")
     previous = read_state(state_dir)
     if previous and pid_alive(int(previous.get("pid", 0))):
         say(f"a stack is already running (pid {previous['pid']}); run `qjt down` first")

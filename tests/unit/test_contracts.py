@@ -54,9 +54,18 @@ SAMPLES: list[Message] = [
         priority=7,
     ),
     CancelJob(job_id="j1", user_id="u1"),
-    JobAccepted(job_id="j1", user_id="u1", primitive="sampler", backend="fake_kyiv", num_circuits=1),
+    JobAccepted(
+        job_id="j1", user_id="u1", primitive="sampler", backend="fake_kyiv", num_circuits=1
+    ),
     JobSubmitted(job_id="j1", user_id="u1", ibm_job_id="ibm-1", backend="fake_kyiv"),
-    JobStatusChanged(job_id="j1", user_id="u1", ibm_job_id="ibm-1", backend="fake_kyiv", status="RUNNING", status_at=T),
+    JobStatusChanged(
+        job_id="j1",
+        user_id="u1",
+        ibm_job_id="ibm-1",
+        backend="fake_kyiv",
+        status="RUNNING",
+        status_at=T,
+    ),
     JobResult(
         job_id="j1",
         user_id="u1",
@@ -76,17 +85,26 @@ SAMPLES: list[Message] = [
         gates=[GateCalibration(gate="ecr", qubits=[0, 1], error=0.007, duration_ns=660)],
     ),
     BackendConfiguration(
-        backend="fake_kyiv", num_qubits=127, basis_gates=["ecr", "rz", "sx", "x"], max_shots=100000,
+        backend="fake_kyiv",
+        num_qubits=127,
+        basis_gates=["ecr", "rz", "sx", "x"],
+        max_shots=100000,
         coupling_map=[(0, 1), (1, 2)],
     ),
     RecommendationIssued(
-        request_id="r1", user_id="u1", strategy="esp",
-        recommendations=[BackendScore(backend="fake_kyiv", score=0.9, estimated_success_probability=0.81)],
+        request_id="r1",
+        user_id="u1",
+        strategy="esp",
+        recommendations=[
+            BackendScore(backend="fake_kyiv", score=0.9, estimated_success_probability=0.81)
+        ],
     ),
     RecommendRequest(request_id="r1", user_id="u1", num_qubits=5),
     RecommendReply(request_id="r1", strategy="seed", recommendations=[]),
     PredictRequest(request_id="p1", backend="fake_kyiv"),
-    PredictReply(request_id="p1", backend="fake_kyiv", predicted_wait_s=30.0, wait_low_s=10, wait_high_s=90),
+    PredictReply(
+        request_id="p1", backend="fake_kyiv", predicted_wait_s=30.0, wait_low_s=10, wait_high_s=90
+    ),
 ]
 
 
@@ -105,13 +123,17 @@ def test_every_message_round_trips_json(message: Message) -> None:
 
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda m: m.type)
 def test_message_id_is_deterministic_so_retries_dedupe(message: Message) -> None:
-    again = type(message).model_validate(message.model_dump() | {"id": "", "occurred_at": datetime.now(UTC)})
+    again = type(message).model_validate(
+        message.model_dump() | {"id": "", "occurred_at": datetime.now(UTC)}
+    )
     assert again.id == message.id
     assert message.id.startswith(message.type + ":")
 
 
 def test_status_changes_of_one_job_have_distinct_ids() -> None:
-    queued = JobStatusChanged(job_id="j", user_id="u", ibm_job_id="i", backend="b", status="QUEUED", status_at=T)
+    queued = JobStatusChanged(
+        job_id="j", user_id="u", ibm_job_id="i", backend="b", status="QUEUED", status_at=T
+    )
     running = queued.model_copy(update={"status": "RUNNING", "id": ""})
     running = JobStatusChanged.model_validate(running.model_dump())
     assert queued.id != running.id
@@ -119,7 +141,10 @@ def test_status_changes_of_one_job_have_distinct_ids() -> None:
 
 def test_unknown_version_is_rejected_with_a_clear_error() -> None:
     data = SAMPLES[4].model_dump(mode="json") | {"version": 2}
-    with pytest.raises(ContractError, match=r"'job\.status' version 2 is not supported \(this build reads version 1\)"):
+    with pytest.raises(
+        ContractError,
+        match=r"'job\.status' version 2 is not supported \(this build reads version 1\)",
+    ):
         parse_message(json.dumps(data))
 
 
@@ -130,7 +155,10 @@ def test_unknown_version_is_rejected_with_a_clear_error() -> None:
         (b"[1, 2]", "must be a JSON object"),
         (b'{"version": 1}', "no 'type' field"),
         (b'{"type": "job.teleported", "version": 1}', "unknown message type 'job.teleported'"),
-        (b'{"type": "backend.status", "version": 1, "backend": "x"}', "invalid 'backend.status' v1"),
+        (
+            b'{"type": "backend.status", "version": 1, "backend": "x"}',
+            "invalid 'backend.status' v1",
+        ),
     ],
 )
 def test_unreadable_messages_name_the_problem(raw: bytes, reason: str) -> None:
@@ -140,7 +168,9 @@ def test_unreadable_messages_name_the_problem(raw: bytes, reason: str) -> None:
 
 def test_invalid_fields_are_rejected() -> None:
     with pytest.raises(ValueError, match="shots"):
-        SubmitJob(job_id="j", user_id="u", primitive="sampler", circuits=["x"], backend="b", shots=0)
+        SubmitJob(
+            job_id="j", user_id="u", primitive="sampler", circuits=["x"], backend="b", shots=0
+        )
     with pytest.raises(ValueError, match="pauli"):
         ObservableTerm(pauli="ZQ")
     with pytest.raises(ValueError, match="readout_error"):
@@ -160,8 +190,15 @@ def test_subjects_follow_design() -> None:
 
 @pytest.mark.parametrize(
     ("ibm", "shown"),
-    [("INITIALIZING", "Queued"), ("QUEUED", "Queued"), ("RUNNING", "Running"),
-     ("DONE", "Completed"), ("ERROR", "Failed"), ("CANCELLED", "Cancelled"), ("done", "Completed")],
+    [
+        ("INITIALIZING", "Queued"),
+        ("QUEUED", "Queued"),
+        ("RUNNING", "Running"),
+        ("DONE", "Completed"),
+        ("ERROR", "Failed"),
+        ("CANCELLED", "Cancelled"),
+        ("done", "Completed"),
+    ],
 )
 def test_display_status_uses_the_seed_names(ibm: str, shown: str) -> None:
     assert display_status(ibm) == shown
@@ -173,8 +210,9 @@ def test_display_status_rejects_unknown_status() -> None:
 
 
 def test_ibm_statuses_match_the_client() -> None:
-    from qiskit_ibm_runtime.runtime_job_v2 import JobStatus as ClientStatus
     from typing import get_args
+
+    from qiskit_ibm_runtime.runtime_job_v2 import JobStatus as ClientStatus
 
     from qjt.contracts import JobStatus
 

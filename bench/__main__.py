@@ -1,0 +1,6 @@
+"""`python -m bench` (what `make bench` runs): every benchmark in turn."""
+
+from bench import bus
+
+if __name__ == "__main__":
+    bus.main()
