@@ -13,6 +13,7 @@ Target: the helpers lose under 10% to raw nats-py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
@@ -42,10 +43,8 @@ def events(n: int, offset: int = 0) -> list[JobStatusChanged]:
 
 
 async def fresh_stream(bus: Bus) -> None:
-    try:
+    with contextlib.suppress(nats.js.errors.NotFoundError):
         await bus.js.delete_stream(EVT_STREAM)
-    except nats.js.errors.NotFoundError:
-        pass
     await bus.ensure_streams()
 
 

@@ -16,8 +16,12 @@ def test_readme_documents_every_setting_with_its_default() -> None:
         key = f"QJT_{name.upper()}"
         assert key in rows, f"README's configuration table lacks {key}"
         shown = "unset" if field.default is None else f"`{field.default}`"
-        assert rows[key].strip() == shown, f"README shows {rows[key].strip()} for {key}, code has {shown}"
-    assert set(rows) == {f"QJT_{n.upper()}" for n in Settings.model_fields}, "README lists a setting the code lacks"
+        assert rows[key].strip() == shown, (
+            f"README shows {rows[key].strip()} for {key}, code has {shown}"
+        )
+    assert set(rows) == {f"QJT_{n.upper()}" for n in Settings.model_fields}, (
+        "README lists a setting the code lacks"
+    )
 
 
 def test_readme_shows_the_two_commands_a_diagram_and_compose() -> None:

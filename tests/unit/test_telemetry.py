@@ -35,6 +35,8 @@ def test_registered_secrets_are_masked_wherever_they_appear() -> None:
 
 
 def test_bearer_tokens_and_api_keys_are_masked_even_unregistered() -> None:
-    text = redact('Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def and {"apikey": "k_9f8e7d6c5b4a"}')
+    text = redact(
+        'Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc.def and {"apikey": "k_9f8e7d6c5b4a"}'
+    )
     assert "eyJhbGciOiJIUzI1NiJ9" not in text and "k_9f8e7d6c5b4a" not in text
     assert text.count("***") == 2
