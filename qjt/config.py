@@ -67,6 +67,19 @@ class Settings(BaseSettings):
         description="Comma-separated Fernet keys, newest first, that encrypt IBM tokens.",
     )
 
+    # IBM Quantum emulator
+    emulator_seed: int = Field(1234, description="Seed for calibration drift, queues and faults.")
+    emulator_speedup: float = Field(
+        60.0, gt=0, description="Emulated seconds per real second (60: an hour a minute)."
+    )
+    emulator_accounts_file: str | None = Field(
+        None, description="JSON file of emulator API keys and instances; unset: built-in demo."
+    )
+    emulator_max_noisy_qubits: int = Field(
+        20, ge=1, le=30, description="Largest active-qubit count the emulator simulates."
+    )
+    emulator_workers: int = Field(1, ge=1, description="Processes running circuits on Aer.")
+
     # Dev stack
     emulator: bool = Field(
         True,

@@ -1,0 +1,151 @@
+"""Emulated Runtime jobs: where each one is in its backend's queue, and what IBM would say.
+
+A job's state is derived when asked: queued until its queue slot starts, running until
+the slot ends (or until Aer has the result, if later), then completed or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from services.emulator.queues import BackendQueue, QueueItem
+
+API_STATUS = {
+    "QUEUED": "Queued",
+    "RUNNING": "Running",
+    "DONE": "Completed",
+    "ERROR": "Failed",
+    "CANCELLED": "Cancelled",
+}
+REASON_CODE_FAILED = 1517  # IBM's "Error in job" family
+
+
+def new_job_id() -> str:
+    """A 20-character id like IBM's."""
+    return "d" + uuid.uuid4().hex[:19]
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Job:
+    """One emulated Runtime job."""
+
+    id: str
+    account_id: str
+    instance: str
+    backend: str
+    program_id: str
+    params_json: str
+    tags: list[str]
+    created_s: float
+    queue: BackendQueue
+    item: QueueItem
+    num_pubs: int
+    private: bool = False
+    cancelled_s: float | None = None
+    error: str | None = None
+    injected_error: str | None = None
+    result_json: str | None = None
+    ready_s: float | None = None
+    execution: asyncio.Future[str] | None = field(default=None, repr=False)
+
+    def state(self, now_s: float) -> tuple[str, str | None]:
+        """IBM's status (QUEUED, RUNNING, DONE, ERROR, CANCELLED) and reason at `now_s`."""
+        if self.cancelled_s is not None:
+            return "CANCELLED", "cancelled by user"
+        self.queue.advance(now_s)
+        start, end = self.item.start_s, self.item.end_s
+        if start is None or end is None or now_s < start:
+            return "QUEUED", None
+        if now_s < end:
+            return "RUNNING", None
+        if self.injected_error:
+            return "ERROR", self.injected_error
+        if self.error is not None:
+            return "ERROR", self.error
+        if self.result_json is None:
+            return "RUNNING", None  # the slot is over but Aer is still computing
+        return "DONE", None
+
+    def finished_s(self, now_s: float) -> float | None:
+        status, _ = self.state(now_s)
+        if status == "CANCELLED":
+            return self.cancelled_s
+        if status in ("DONE", "ERROR") and self.item.end_s is not None:
+            return max(self.item.end_s, self.ready_s or self.item.end_s)
+        return None
+
+    def quantum_seconds(self, now_s: float) -> float:
+        start = self.item.start_s
+        if start is None or now_s < start:
+            return 0.0
+        finished = self.finished_s(now_s) or now_s
+        return round(max(0.0, min(finished, self.item.end_s or finished) - start), 3)
+
+    def position(self) -> int:
+        """Jobs ahead of this one (0 when running or done)."""
+        waiting = list(self.queue.waiting)
+        return waiting.index(self.item) + 1 if self.item in waiting else 0
+
+    def summary(self, now_s: float) -> dict[str, Any]:
+        """The job as `GET /jobs/{id}` and `GET /jobs` return it."""
+        status, reason = self.state(now_s)
+        state: dict[str, Any] = {"status": API_STATUS[status]}
+        if reason and status == "ERROR":
+            state.update(reason=reason, reason_code=REASON_CODE_FAILED)
+        elif status == "CANCELLED":
+            state.update(reason=reason)
+        seconds = self.quantum_seconds(now_s)
+        return {
+            "id": self.id,
+            "backend": self.backend,
+            "state": state,
+            "status": API_STATUS[status],
+            "program": {"id": self.program_id},
+            "created": iso(self.created_s),
+            "tags": list(self.tags),
+            "session_id": None,
+            "private": self.private,
+            "runtime": "",
+            "user_id": self.account_id,
+            "usage": {"quantum_seconds": seconds, "seconds": seconds},
+            "estimated_running_time_seconds": round(self.item.service_s, 3),
+        }
+
+    def metrics(self, now_s: float) -> dict[str, Any]:
+        """`GET /jobs/{id}/metrics`: timestamps, usage, queue position."""
+        status, _ = self.state(now_s)
+        started = self.item.start_s if status != "QUEUED" and self.item.start_s else None
+        if self.cancelled_s is not None and (started is None or started > self.cancelled_s):
+            started = None
+        seconds = self.quantum_seconds(now_s)
+        estimated_start = self.item.start_s if self.item.start_s is not None else None
+        return {
+            "timestamps": {
+                "created": iso(self.created_s),
+                "running": iso(started),
+                "finished": iso(self.finished_s(now_s)),
+            },
+            "bss": {"seconds": seconds},
+            "usage": {"quantum_seconds": seconds, "seconds": seconds},
+            "executions": self.num_pubs,
+            "num_circuits": self.num_pubs,
+            "qiskit_version": "emulator",
+            "position_in_queue": self.position(),
+            "position_in_provider": self.position(),
+            "estimated_start_time": iso(estimated_start) if status == "QUEUED" else None,
+            "estimated_completion_time": (
+                iso(self.item.end_s)
+                if status in ("QUEUED", "RUNNING") and self.item.end_s
+                else None
+            ),
+        }
