@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from qjt.bus import Bus
 from qjt.config import Settings
 from qjt.db import create_database, drop_database, with_database
-from qjt.devstack import NatsServer, postgres_server_url
+from qjt.devstack import NatsServer, free_port, postgres_server_url
 
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -87,3 +91,55 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class EmulatorProcess:
+    """`python -m services.emulator` on a free port, for tests that need IBM."""
+
+    def __init__(self, speedup: float = 1800.0, seed: int = 7) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "QJT_HTTP_PORT": str(self.port),
+            "QJT_EMULATOR_SPEEDUP": str(speedup),
+            "QJT_EMULATOR_SEED": str(seed),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.emulator"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.stop()
+                raise RuntimeError(f"emulator did not start: {err[-2000:]}")
+            time.sleep(0.2)
+
+    def set_faults(self, **rates: float) -> None:
+        response = httpx.put(f"{self.url}/admin/faults", json=rates, timeout=5)
+        response.raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorProcess]:
+    """One emulator for the session (tests reset any faults they inject)."""
+    process = EmulatorProcess()
+    yield process
+    process.stop()
