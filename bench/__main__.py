@@ -1,6 +1,7 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import bus
+from bench import bus, emulator
 
 if __name__ == "__main__":
     bus.main()
+    emulator.main()

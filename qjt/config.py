@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         20, ge=1, le=30, description="Largest active-qubit count the emulator simulates."
     )
     emulator_workers: int = Field(1, ge=1, description="Processes running circuits on Aer.")
+    emulator_faults: dict[str, float] = Field(
+        default_factory=dict,
+        description='Emulator faults from start-up, as JSON: {"rate_429": 0.1, "rate_503": 0.2}.',
+    )
 
     # Dev stack
     emulator: bool = Field(

@@ -96,7 +96,9 @@ async def wait_for(
 class EmulatorProcess:
     """`python -m services.emulator` on a free port, for tests that need IBM."""
 
-    def __init__(self, speedup: float = 1800.0, seed: int = 7) -> None:
+    def __init__(
+        self, speedup: float = 1800.0, seed: int = 7, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -104,6 +106,7 @@ class EmulatorProcess:
             "QJT_HTTP_PORT": str(self.port),
             "QJT_EMULATOR_SPEEDUP": str(speedup),
             "QJT_EMULATOR_SEED": str(seed),
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.emulator"],

@@ -22,7 +22,7 @@ import multiprocessing
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,8 +41,8 @@ from qjt.webapp import add_metrics_route
 from services.emulator import execution
 from services.emulator.accounts import Accounts, Instance, load_accounts
 from services.emulator.devices import Clock, Device, load_devices
-from services.emulator.jobs import Job, new_job_id
-from services.emulator.queues import BackendQueue
+from services.emulator.jobs import Job, JobStore, new_job_id
+from services.emulator.queues import BackendQueue, QueueItem
 
 log = logging.getLogger("qjt.emulator")
 TOKEN_TTL_S = 3600
@@ -55,8 +55,22 @@ class Faults(BaseModel):
     rate_500: float = Field(0.0, ge=0, le=1, description="Share answered 500.")
     rate_503: float = Field(0.0, ge=0, le=1, description="Share answered 503.")
     latency_ms: float = Field(0.0, ge=0, le=60_000, description="Added to every Runtime call.")
+    rate_drop: float = Field(0.0, ge=0, le=1, description="Share of connections dropped.")
     job_error_rate: float = Field(0.0, ge=0, le=1, description="Share of jobs ending in ERROR.")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After on a 429.")
+
+
+class HistorySpec(BaseModel):
+    """Finished jobs to record in an instance's history."""
+
+    instance: str
+    backend: str
+    count: int = Field(1000, ge=1, le=1_000_000)
+    span_s: float = Field(30 * 86_400, gt=0, description="Spread over this many past seconds.")
+    tags: list[str] = Field(default_factory=list)
+
+
+_EMPTY_RESULT = '{"__type__": "PrimitiveResult", "__value__": {"pub_results": [], "metadata": {}}}'
 
 
 @dataclass
@@ -68,7 +82,7 @@ class Emulator:
     devices: dict[str, Device]
     accounts: Accounts
     faults: Faults = field(default_factory=Faults)
-    jobs: dict[str, Job] = field(default_factory=dict)
+    jobs: JobStore = field(default_factory=JobStore)
     queues: dict[str, BackendQueue] = field(default_factory=dict)
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
     pool: ProcessPoolExecutor | None = None
@@ -110,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             devices=devices,
             accounts=load_accounts(settings.emulator_accounts_file, list(devices)),
             rng=random.Random(settings.emulator_seed),
+            faults=Faults.model_validate(settings.emulator_faults),
         )
         state.pool = ProcessPoolExecutor(
             settings.emulator_workers, mp_context=multiprocessing.get_context("spawn")
@@ -124,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="IBM Quantum emulator", version=__version__, lifespan=lifespan)
     add_metrics_route(app)
     _add_health(app)
-    _add_fault_middleware(app)
+    app.add_middleware(FaultInjector)
     _add_iam_and_discovery(app)
     _add_runtime(app)
     _add_admin(app)
@@ -147,31 +162,51 @@ def _add_health(app: FastAPI) -> None:
         }
 
 
-def _add_fault_middleware(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def inject_faults(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        state: Emulator | None = getattr(request.app.state, "emulator", None)
-        if state is None or not request.url.path.startswith("/api/v1"):
-            return await call_next(request)
+class FaultInjector:
+    """ASGI middleware: the injected faults, on Runtime API calls only.
+
+    A dropped connection promises a body and closes the connection before sending it,
+    which is what a client sees when a connection breaks mid-response.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        state: Emulator | None = getattr(scope.get("app"), "state", None) and getattr(
+            scope["app"].state, "emulator", None
+        )
+        if scope["type"] != "http" or state is None or not scope["path"].startswith("/api/v1"):
+            await self.app(scope, receive, send)
+            return
         faults = state.faults
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         roll = state.rng.random()
-        if roll < faults.rate_429:
-            return JSONResponse(
-                {"errors": [{"message": "Too many requests", "code": 3429}]},
-                status_code=429,
-                headers={"Retry-After": str(faults.retry_after_s)},
+        for rate, status, message in (
+            (faults.rate_429, 429, "Too many requests"),
+            (faults.rate_500, 500, "Internal error"),
+            (faults.rate_503, 503, "Service unavailable"),
+        ):
+            if roll < rate:
+                headers = {"Retry-After": str(faults.retry_after_s)} if status == 429 else None
+                body = {"errors": [{"message": message, "code": 3000 + status}]}
+                await JSONResponse(body, status, headers=headers)(scope, receive, send)
+                return
+            roll -= rate
+        if roll < faults.rate_drop:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"4096"),
+                    ],
+                }
             )
-        roll -= faults.rate_429
-        if roll < faults.rate_500:
-            return JSONResponse({"errors": [{"message": "Internal error", "code": 3500}]}, 500)
-        roll -= faults.rate_500
-        if roll < faults.rate_503:
-            return JSONResponse({"errors": [{"message": "Service unavailable", "code": 3503}]}, 503)
-        return await call_next(request)
+            raise ConnectionAbortedError("injected dropped connection")
+        await self.app(scope, receive, send)
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +290,9 @@ def _add_iam_and_discovery(app: FastAPI) -> None:
         }
 
 
-def bearer_account(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer_account(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str:
     """The account a request's credentials belong to (bearer token or raw apikey)."""
     state = emulator_of(request)
     if not authorization:
@@ -274,7 +311,7 @@ def bearer_account(request: Request, authorization: Annotated[str | None, Header
     raise ibm_error(401, "Invalid or expired credentials", 1002)
 
 
-def instance_of(
+async def instance_of(
     request: Request,
     account: Annotated[str, Depends(bearer_account)],
     service_crn: Annotated[str | None, Header(alias="Service-CRN")] = None,
@@ -374,7 +411,7 @@ def _add_runtime(app: FastAPI) -> None:
         state = emulator_of(request)
         now = state.now_s()
         consumed = sum(
-            job.quantum_seconds(now) for job in state.jobs.values() if job.instance == instance.crn
+            job.quantum_seconds(now) for job in state.jobs.candidates(instance.crn, None, []).jobs
         )
         limit = instance.usage_limit_seconds
         return {
@@ -424,7 +461,7 @@ def _add_runtime(app: FastAPI) -> None:
         )
         if state.rng.random() < state.faults.job_error_rate:
             job.injected_error = "Injected failure: the job ended in ERROR on the emulated backend."
-        state.jobs[job_id] = job
+        state.jobs.add(job)
         _start_execution(state, job, device)
         return {"id": job_id, "backend": backend}
 
@@ -444,27 +481,26 @@ def _add_runtime(app: FastAPI) -> None:
     ) -> Any:
         state = emulator_of(request)
         now = state.now_s()
-        after = _epoch(created_after)
-        before = _epoch(created_before)
         wanted = set(tags or [])
-        selected = []
-        for job in state.jobs.values():
-            if job.instance != instance.crn or (backend and job.backend != backend):
-                continue
-            if program and job.program_id != program:
-                continue
+        index = state.jobs.candidates(instance.crn, backend, sorted(wanted))
+        in_range = index.between(_epoch(created_after), _epoch(created_before))
+        newest_first = sort.upper() != "ASC"
+
+        def matches(job: Job) -> bool:
+            if (backend and job.backend != backend) or (program and job.program_id != program):
+                return False
             if wanted and not wanted <= set(job.tags):
-                continue
-            if (after is not None and job.created_s < after) or (
-                before is not None and job.created_s > before
-            ):
-                continue
-            if pending is not None:
-                is_pending = job.state(now)[0] in ("QUEUED", "RUNNING")
-                if is_pending != pending:
-                    continue
-            selected.append(job)
-        selected.sort(key=lambda j: (j.created_s, j.id), reverse=sort.upper() != "ASC")
+                return False
+            return pending is None or (job.state(now)[0] in ("QUEUED", "RUNNING")) == pending
+
+        if not (program or pending is not None or len(wanted) > 1 or (backend and wanted)):
+            # The index holds exactly the matching jobs: page by slicing.
+            ordered = in_range[::-1] if newest_first else in_range
+            selected = ordered
+        else:
+            selected = [
+                job for job in (reversed(in_range) if newest_first else in_range) if matches(job)
+            ]
         page = selected[offset : offset + limit]
         return {"jobs": [job.summary(now) for job in page], "count": len(selected)}
 
@@ -515,7 +551,7 @@ def _add_runtime(app: FastAPI) -> None:
             raise ibm_error(400, 'Body must be {"tags": [...]}', 1400) from None
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ibm_error(400, "tags must be a list of strings", 1400)
-        job.tags = tags
+        emulator_of(request).jobs.retag(job, tags)
         return Response(status_code=204)
 
 
@@ -591,6 +627,47 @@ def _add_admin(app: FastAPI) -> None:
         emulator_of(request).faults = faults
         log.warning("fault injection set", extra={"faults": faults.model_dump()})
         return faults
+
+    @app.post("/admin/history", tags=["admin"], summary="Record finished jobs (load tests, demos)")
+    async def add_history(spec: HistorySpec, request: Request) -> dict[str, int]:
+        state = emulator_of(request)
+        owner = next(
+            (
+                i
+                for group in state.accounts.instances.values()
+                for i in group
+                if i.crn == spec.instance
+            ),
+            None,
+        )
+        if owner is None:
+            raise HTTPException(404, detail=f"no instance {spec.instance}")
+        if spec.backend not in owner.backends:
+            raise HTTPException(400, detail=f"{spec.backend} is not in instance {owner.name}")
+        now = state.now_s()
+        queue = state.queue(spec.backend)
+        for k in range(spec.count):
+            created = now - spec.span_s + spec.span_s * k / max(spec.count, 1)
+            item = QueueItem(created, 2.0, start_s=created + 30.0, end_s=created + 32.0)
+            job_id = new_job_id()
+            state.jobs.add(
+                Job(
+                    id=job_id,
+                    account_id=owner.account_id,
+                    instance=owner.crn,
+                    backend=spec.backend,
+                    program_id="sampler",
+                    params_json="{}",
+                    tags=list(spec.tags),
+                    created_s=created,
+                    queue=queue,
+                    item=item,
+                    num_pubs=1,
+                    result_json=_EMPTY_RESULT,
+                    ready_s=created + 32.0,
+                )
+            )
+        return {"added": spec.count, "total": len(state.jobs)}
 
     @app.get("/admin/clock", tags=["admin"], summary="Emulated time")
     async def clock(request: Request) -> dict[str, Any]:

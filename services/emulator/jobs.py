@@ -7,6 +7,7 @@ the slot ends (or until Aer has the result, if later), then completed or failed.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,3 +150,70 @@ class Job:
                 else None
             ),
         }
+
+
+@dataclass
+class JobIndex:
+    """Jobs sorted by (created, id), for paging without scanning everything."""
+
+    keys: list[tuple[float, str]] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+    def add(self, job: Job) -> None:
+        key = (job.created_s, job.id)
+        at = bisect.bisect(self.keys, key)
+        self.keys.insert(at, key)
+        self.jobs.insert(at, job)
+
+    def remove(self, job: Job) -> None:
+        at = bisect.bisect_left(self.keys, (job.created_s, job.id))
+        if at < len(self.keys) and self.keys[at] == (job.created_s, job.id):
+            del self.keys[at]
+            del self.jobs[at]
+
+    def between(self, after_s: float | None, before_s: float | None) -> list[Job]:
+        """Jobs created in [after_s, before_s], oldest first."""
+        lo = 0 if after_s is None else bisect.bisect_left(self.keys, (after_s, ""))
+        hi = (
+            len(self.keys)
+            if before_s is None
+            else bisect.bisect_right(self.keys, (before_s, "\uffff"))
+        )
+        return self.jobs[lo:hi]
+
+
+@dataclass
+class JobStore:
+    """Every job by id, plus indexes per instance, per instance and backend, per tag."""
+
+    by_id: dict[str, Job] = field(default_factory=dict)
+    indexes: dict[tuple[str, str], JobIndex] = field(default_factory=dict)
+
+    def _index(self, instance: str, key: str) -> JobIndex:
+        return self.indexes.setdefault((instance, key), JobIndex())
+
+    def add(self, job: Job) -> None:
+        self.by_id[job.id] = job
+        for key in ("*", f"backend:{job.backend}", *(f"tag:{t}" for t in set(job.tags))):
+            self._index(job.instance, key).add(job)
+
+    def retag(self, job: Job, tags: list[str]) -> None:
+        for tag in set(job.tags) - set(tags):
+            self._index(job.instance, f"tag:{tag}").remove(job)
+        for tag in set(tags) - set(job.tags):
+            self._index(job.instance, f"tag:{tag}").add(job)
+        job.tags = tags
+
+    def get(self, job_id: str) -> Job | None:
+        return self.by_id.get(job_id)
+
+    def values(self) -> list[Job]:
+        return list(self.by_id.values())
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def candidates(self, instance: str, backend: str | None, tags: list[str]) -> JobIndex:
+        """The smallest index that holds every job matching these filters."""
+        keys = ["*"] + ([f"backend:{backend}"] if backend else []) + [f"tag:{t}" for t in tags]
+        return min((self._index(instance, k) for k in keys), key=lambda index: len(index.keys))

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
@@ -215,6 +216,29 @@ def test_injected_429_reaches_the_caller_with_its_status(
     faults.set_faults(rate_429=1.0)
     with pytest.raises(Exception, match="429"):
         backend.status()
+
+
+def test_dropped_connection_is_reported_by_the_client_and_recovers(
+    service: QiskitRuntimeService, faults: EmulatorProcess
+) -> None:
+    backend = service.backend("ibm_kyiv")
+    faults.set_faults(rate_drop=1.0)
+    # The client does not retry a response cut mid-body; callers (the poller) must.
+    with pytest.raises(IBMError, match="IncompleteRead"):
+        backend.status()
+    faults.set_faults()
+    assert backend.status().backend_name == "ibm_kyiv"
+
+
+def test_faults_can_be_configured_at_start_up() -> None:
+    configured = EmulatorProcess(env={"QJT_EMULATOR_FAULTS": '{"rate_503": 1.0, "latency_ms": 5}'})
+    try:
+        faults = httpx.get(f"{configured.url}/admin/faults", timeout=5).json()
+        assert faults["rate_503"] == 1.0 and faults["latency_ms"] == 5
+        response = httpx.get(f"{configured.url}/api/v1/backends", timeout=5)
+        assert response.status_code == 503
+    finally:
+        configured.stop()
 
 
 def test_injected_job_failure_gives_the_reason(

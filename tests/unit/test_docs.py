@@ -15,7 +15,8 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     for name, field in Settings.model_fields.items():
         key = f"QJT_{name.upper()}"
         assert key in rows, f"README's configuration table lacks {key}"
-        shown = "unset" if field.default is None else f"`{field.default}`"
+        default = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else f"`{default}`"
         assert rows[key].strip() == shown, (
             f"README shows {rows[key].strip()} for {key}, code has {shown}"
         )
