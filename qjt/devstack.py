@@ -446,8 +446,11 @@ def up(
             "nats_url": nats_url,
             "nats_pid": nats_server.pid if nats_server else None,
             "database": database.description,
+            "ibm_url": env.get("QJT_IBM_URL"),
         }
         write_state(state_dir, state, processes)
+        if env.get("QJT_IBM_URL"):
+            say(f"IBM         {env['QJT_IBM_URL']} (emulator; demo key qjt-emulator-demo-key)")
         if "api" in services:
             say(f"API docs    http://127.0.0.1:{settings.api_port}/docs")
         say(

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from qjt.devstack import SERVICES, free_port, pid_alive
+from qjt.ibm import runtime_service
 
 QJT = str(Path(sys.executable).with_name("qjt"))
 pytestmark = pytest.mark.e2e
@@ -149,6 +150,11 @@ def test_qjt_up_brings_every_service_up_and_stopping_leaves_no_process(
         metrics = httpx.get(f"http://127.0.0.1:{info['port']}/metrics", timeout=5)
         assert metrics.status_code == 200 and "python_info" in metrics.text
     assert healthz(services["api"]["port"])["checks"] == {"nats": True, "database": True}
+    # Services are pointed at the stack's emulator, which the real client can use.
+    assert state["ibm_url"] == f"http://127.0.0.1:{services['emulator']['port']}"
+    if stop_by == "Ctrl-C":
+        client = runtime_service("qjt-emulator-demo-key", ibm_url=state["ibm_url"])
+        assert {i["name"] for i in client.instances()} == {"open-instance", "premium-instance"}
 
     pids = [info["pid"] for info in services.values()] + [state["nats_pid"]]
     if stop_by == "qjt down":
