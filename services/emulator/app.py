@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -594,12 +595,21 @@ def _start_execution(state: Emulator, job: Job, device: Device) -> None:
         configuration=device.configuration,
         max_qubits=state.settings.emulator_max_noisy_qubits,
     )
-    future = loop.run_in_executor(state.pool, run)
+    pool = state.pool
+    future = loop.run_in_executor(pool, run)
 
     def done(fut: asyncio.Future[str]) -> None:
         job.ready_s = state.now_s()
         if fut.cancelled():
             job.error = "job was not run"
+        elif isinstance(fut.exception(), BrokenProcessPool):
+            # A worker died (e.g. out of memory): this job fails, later ones get a new pool.
+            job.error = "the emulated backend's executor crashed while running this job"
+            if state.pool is not None and state.pool is pool:
+                state.pool = ProcessPoolExecutor(
+                    state.settings.emulator_workers, mp_context=multiprocessing.get_context("spawn")
+                )
+                log.error("Aer worker pool broke; replaced it", extra={"job_id": job.id})
         elif (exc := fut.exception()) is not None:
             job.error = (
                 str(exc)

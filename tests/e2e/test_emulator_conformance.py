@@ -135,6 +135,9 @@ def test_job_metrics_timestamps_are_ordered(service: QiskitRuntimeService) -> No
     )
     assert created <= running <= finished
     assert job.metrics()["usage"]["quantum_seconds"] > 0
+    usage = service.usage()
+    assert usage["usage_limit_seconds"] == 600 and 0 < usage["usage_consumed_seconds"] < 600
+    assert usage["usage_remaining_seconds"] == 600 - usage["usage_consumed_seconds"]
 
 
 def test_cancelling_a_queued_job(service: QiskitRuntimeService) -> None:
