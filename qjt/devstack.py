@@ -64,6 +64,18 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """SIGTERM (the process drains), then SIGKILL if it is still there after the timeout."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the supervisor dies, so nothing is left behind."""
     os.setsid()
@@ -138,14 +150,8 @@ class NatsServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (NATS flushes its store), then SIGKILL if it lingers."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

@@ -22,7 +22,7 @@ import pytest
 from qjt.bus import Bus
 from qjt.config import Settings
 from qjt.db import create_database, drop_database, with_database
-from qjt.devstack import NatsServer, free_port, postgres_server_url
+from qjt.devstack import NatsServer, free_port, postgres_server_url, stop_process
 
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -132,12 +132,7 @@ class EmulatorProcess:
         response.raise_for_status()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, 20)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qjt.devstack import SERVICES, free_port, pid_alive
+from qjt.devstack import SERVICES, free_port, pid_alive, stop_process
 from qjt.ibm import runtime_service
 
 QJT = str(Path(sys.executable).with_name("qjt"))
@@ -117,12 +117,7 @@ def start_stack(tmp_path: Path, make_database: Callable[[], str]) -> Iterator[Ca
 
     yield start
     for stack in stacks:
-        if stack.proc.poll() is None:
-            stack.proc.terminate()
-            try:
-                stack.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                stack.proc.kill()
+        stop_process(stack.proc, 60)
 
 
 def healthz(port: int) -> dict[str, Any]:
