@@ -47,6 +47,9 @@ PUBLISH_RETRIES = Counter("qjt_bus_publish_retries_total", "Publishes retried", 
 CONSUMED = Counter("qjt_bus_consumed_total", "Messages handled and acked", ["durable"])
 NAKED = Counter("qjt_bus_naked_total", "Messages nak'ed for redelivery", ["durable"])
 DEAD_LETTERED = Counter("qjt_bus_dead_lettered_total", "Messages sent to qjt.dlq", ["durable"])
+OUTAGE_RETRIES = Counter(
+    "qjt_bus_outage_retries_total", "Batches retried because a dependency was down", ["durable"]
+)
 HANDLE_SECONDS = Histogram(
     "qjt_bus_handle_seconds", "Time to handle one fetched batch", ["durable"]
 )
@@ -384,6 +387,16 @@ class RpcError(RuntimeError):
     """A request got no reply, or the replier reported an error."""
 
 
+class TransientError(Exception):
+    """A handler's dependency (e.g. PostgreSQL) is down: retry the same batch later.
+
+    Unlike any other exception this does not count against the messages: the consumer
+    keeps the batch unacked (telling JetStream it is still in progress), backs off, and
+    tries again until it succeeds or the service stops, so an outage never sends good
+    messages to the dead-letter subject.
+    """
+
+
 def _error_reply(text: str) -> bytes:
     return json.dumps({"error": text}).encode()
 
@@ -446,7 +459,8 @@ class Consumer:
         if not messages:
             return
         try:
-            await self.handler(messages)
+            if not await self._call_through_outages(messages, readable):
+                return  # stopping during an outage: unacked messages are redelivered
         except Exception as exc:  # loop edge: isolate the failing message(s)
             if len(messages) == 1:
                 await self._failed(Delivery(messages[0], readable[0]), exc)
@@ -462,9 +476,34 @@ class Consumer:
             return
         await self._ack(readable)
 
+    async def _call_through_outages(self, messages: list[Message], raw: Sequence[Msg]) -> bool:
+        """Call the handler, waiting out `TransientError`s; False if stopped meanwhile."""
+        delay = self.spec.backoff_s
+        while True:
+            try:
+                await self.handler(messages)
+                return True
+            except TransientError as exc:
+                if self._stop.is_set():
+                    return False
+                OUTAGE_RETRIES.labels(self.spec.durable).inc()
+                log.warning(
+                    "%s: dependency unavailable (%s); retrying %d messages in %.1f s",
+                    self.spec.durable,
+                    exc,
+                    len(messages),
+                    delay,
+                )
+                for msg in raw:
+                    with contextlib.suppress(*TRANSIENT_ERRORS):
+                        await msg.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.spec.backoff_max_s / 6)
+
     async def _handle_one(self, delivery: Delivery) -> None:
         try:
-            await self.handler([delivery.message])
+            if not await self._call_through_outages([delivery.message], [delivery.raw]):
+                return
         except Exception as exc:  # loop edge: nak or dead-letter this one message
             await self._failed(delivery, exc)
         else:

@@ -211,6 +211,11 @@ class JobStatusChanged(JobEvent):
     backend: str
     status: JobStatus
     status_at: AwareDatetime = Field(description="When IBM says the job entered this status.")
+    # Known from IBM for jobs submitted outside this system (the poller tracks those too).
+    primitive: Primitive | None = None
+    instance: str | None = None
+    tags: list[str] | None = None
+    created_at: AwareDatetime | None = Field(None, description="IBM's creation time.")
 
     def dedupe_key(self) -> str:
         return f"{self.job_id}:{self.status}"
@@ -340,6 +345,21 @@ class BackendConfiguration(BackendEvent):
         return f"{self.backend}:{stable_hash(body)}"
 
 
+class InstanceUsage(Message):
+    """An IBM instance's usage against its limit (`service.usage()`), in seconds."""
+
+    type: Literal["instance.usage"] = "instance.usage"
+    subject_prefix: ClassVar[str] = "qjt.evt.instance.usage"
+
+    instance: str = Field(min_length=1, description="Instance CRN.")
+    usage_consumed_seconds: float = Field(ge=0)
+    usage_limit_seconds: float | None = Field(None, ge=0)
+    observed_at: AwareDatetime
+
+    def dedupe_key(self) -> str:
+        return f"{self.instance}:{self.observed_at.isoformat()}"
+
+
 # ---------------------------------------------------------------------------
 # Recommendations (event and RPC)
 
@@ -458,6 +478,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     BackendStatus,
     BackendCalibration,
     BackendConfiguration,
+    InstanceUsage,
     RecommendationIssued,
     RecommendRequest,
     RecommendReply,

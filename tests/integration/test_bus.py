@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from qjt.bus import CMD_STREAM, DLQ_STREAM, EVT_STREAM, Bus, ConsumerSpec, RpcError, one_by_one
+from qjt.bus import (
+    CMD_STREAM,
+    DLQ_STREAM,
+    EVT_STREAM,
+    Bus,
+    ConsumerSpec,
+    RpcError,
+    TransientError,
+    one_by_one,
+)
 from qjt.contracts import (
     Message,
     PredictReply,
@@ -254,3 +263,28 @@ async def test_request_without_a_server_fails_clearly(bus: Bus) -> None:
         await bus.request(
             RecommendRequest(request_id="r1", user_id="u"), RecommendReply, timeout_s=1.0
         )
+
+
+async def test_dependency_outage_retries_the_batch_without_dead_lettering(bus: Bus) -> None:
+    events = [status_event(n) for n in range(5)]
+    await bus.publish_many(events)
+    calls: list[int] = []
+    stored: list[str] = []
+
+    async def handle(batch: list[Message]) -> None:
+        calls.append(len(batch))
+        if len(calls) <= 4:  # the database is down for a while (longer than max_deliver)
+            raise TransientError("connection refused")
+        stored.extend(m.id for m in batch)
+
+    consumer = await bus.consumer(JOB_EVENTS, handle)
+    task = asyncio.create_task(consumer.run())
+    await wait_for(lambda: len(stored) == 5, timeout_s=30, what="the batch after the outage")
+    await stop(bus, task)
+
+    assert stored == [e.id for e in events]
+    assert calls == [5, 5, 5, 5, 5]  # the same batch, retried whole
+    info = await bus.js.consumer_info(EVT_STREAM, JOB_EVENTS.durable)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+    dlq = await bus.js.stream_info(DLQ_STREAM)
+    assert dlq.state.messages == 0

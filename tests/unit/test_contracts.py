@@ -17,6 +17,7 @@ from qjt.contracts import (
     CancelJob,
     ContractError,
     GateCalibration,
+    InstanceUsage,
     JobAccepted,
     JobCancelled,
     JobFailed,
@@ -100,6 +101,9 @@ SAMPLES: list[Message] = [
         ],
     ),
     RecommendRequest(request_id="r1", user_id="u1", num_qubits=5),
+    InstanceUsage(
+        instance="crn:v1:x", usage_consumed_seconds=12.5, usage_limit_seconds=600, observed_at=T
+    ),
     RecommendReply(request_id="r1", strategy="seed", recommendations=[]),
     PredictRequest(request_id="p1", backend="fake_kyiv"),
     PredictReply(
