@@ -1,16 +1,26 @@
-"""Wiring for the recorder service: `python -m services.recorder`."""
+"""Wiring for the recorder: `python -m services.recorder`.
+
+A durable pull consumer (`recorder`) on every event (`qjt.evt.>`); each fetched batch is
+written in one transaction and acked only after the commit.
+"""
 
 from __future__ import annotations
 
+import functools
+
+from qjt.bus import EVT_STREAM
 from qjt.service import ServiceContext, run_service
+from services.recorder.handlers import record
+from services.recorder.store import PostgresStore
 
 
 async def start(ctx: ServiceContext) -> None:
-    """Connections, /healthz, /metrics and drain-on-SIGTERM come from run_service.
-
-    Message handling arrives with the service's own issue; until then the service
-    subscribes to nothing, so no message is consumed and lost.
-    """
+    """Start consuming events into PostgreSQL."""
+    assert ctx.pool is not None
+    store = PostgresStore(ctx.pool)
+    spec = ctx.bus.consumer_spec(EVT_STREAM, "recorder", "qjt.evt.>")
+    consumer = await ctx.bus.consumer(spec, functools.partial(record, store=store))
+    ctx.run_consumer(consumer)
 
 
 if __name__ == "__main__":
