@@ -67,6 +67,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
 )
 
+ACK_TIMEOUT_S = 5.0
+
 # A publish_async ack that failed for these is retried with a plain publish.
 RETRYABLE_PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
     *TRANSIENT_ERRORS,
@@ -257,7 +259,9 @@ class Bus:
             stored: Counter_[str] = Counter_()
             for message, future in pending:
                 try:
-                    await future
+                    # An ack lost in a reconnect never arrives: bound the wait, then
+                    # republish (same Nats-Msg-Id, so a stored message is not duplicated).
+                    await asyncio.wait_for(future, timeout=ACK_TIMEOUT_S)
                     stored[message.type] += 1
                 except RETRYABLE_PUBLISH_ERRORS:
                     await self.publish(message, deadline_s=deadline_s)

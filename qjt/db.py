@@ -152,4 +152,13 @@ def reachable(url: str, timeout_s: float = 2.0) -> bool:
 
 def open_pool(url: str, max_size: int = 10) -> AsyncConnectionPool:
     """An async pool; open it with `await pool.open()` inside the event loop."""
-    return AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False, name="qjt")
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        name="qjt",
+        # A server restart leaves dead connections in the pool: check before handing out.
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=3600,
+    )

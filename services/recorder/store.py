@@ -44,6 +44,9 @@ ON CONFLICT (id) DO UPDATE SET
   updated_at = GREATEST(j.updated_at, EXCLUDED.updated_at)
 """
 
+# How long a batch waits for a connection before the outage path (backoff, retry) takes over.
+CONNECT_TIMEOUT_S = 5.0
+
 INSERTS = {
     "job_events": """INSERT INTO job_events (event_id, job_id, event_type, status, occurred_at,
                      payload) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
@@ -77,7 +80,11 @@ class PostgresStore:
         if not len(rows):
             return
         try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with (
+                self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 if rows.jobs:
                     await cur.executemany(UPSERT_JOB, [row.params() for row in rows.jobs])
                 for table, sql in INSERTS.items():
