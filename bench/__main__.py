@@ -1,7 +1,8 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import bus, emulator
+from bench import bus, emulator, recorder
 
 if __name__ == "__main__":
     bus.main()
     emulator.main()
+    recorder.main()

@@ -69,6 +69,44 @@ class JobRow:
         return values
 
 
+def merge_job_rows(first: JobRow, second: JobRow) -> JobRow:
+    """Two events' views of one job combined by the rules the SQL upsert applies.
+
+    The result does not depend on the order of the two (status moves only up in rank,
+    timestamps keep the earliest, tags are the union), so a batch can be merged in
+    memory and written with one statement.
+    """
+    higher = second if second.status_rank > first.status_rank else first
+    return JobRow(
+        id=first.id,
+        user_id=first.user_id,
+        backend=first.backend or second.backend,
+        status=higher.status,
+        created_at=min(first.created_at, second.created_at),
+        updated_at=max(first.updated_at, second.updated_at),
+        ibm_job_id=first.ibm_job_id or second.ibm_job_id,
+        instance=first.instance or second.instance,
+        primitive=first.primitive or second.primitive,
+        shots=first.shots if first.shots is not None else second.shots,
+        num_circuits=first.num_circuits if first.num_circuits is not None else second.num_circuits,
+        tags=sorted(set(first.tags) | set(second.tags)),
+        priority=first.priority if first.priority is not None else second.priority,
+        error=first.error or second.error,
+        submitted_at=_earliest(first.submitted_at, second.submitted_at),
+        queued_at=_earliest(first.queued_at, second.queued_at),
+        running_at=_earliest(first.running_at, second.running_at),
+        finished_at=_earliest(first.finished_at, second.finished_at),
+        quantum_seconds=(
+            first.quantum_seconds if first.quantum_seconds is not None else second.quantum_seconds
+        ),
+    )
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    present = [t for t in (a, b) if t is not None]
+    return min(present) if present else None
+
+
 @dataclass
 class Rows:
     """Everything one batch writes, per table."""
@@ -100,6 +138,7 @@ async def record(events: list[Message], store: RowStore) -> None:
 def rows_for(events: list[Message]) -> Rows:
     """The rows a batch of events adds or updates."""
     rows = Rows()
+    merged: dict[str, JobRow] = {}
     for event in events:
         if isinstance(event, JobEvent):
             _job_rows(event, rows)
@@ -139,6 +178,9 @@ def rows_for(events: list[Message]) -> Rows:
                 )
             )
         # Other messages on qjt.evt.> (recommendations) are not the recorder's to store.
+    for row in rows.jobs:
+        merged[row.id] = merge_job_rows(merged[row.id], row) if row.id in merged else row
+    rows.jobs = list(merged.values())
     return rows
 
 

@@ -1,73 +1,121 @@
-"""The recorder's PostgreSQL adapter: one transaction per batch, idempotent upserts.
+"""The recorder's PostgreSQL adapter: one transaction per batch, COPY, idempotent.
 
-`jobs` never moves backwards: a status replaces the stored one only with a higher rank
-(a late RUNNING after DONE is ignored), timestamps keep their earliest value, tags are
-the sorted union of what events said. Event, result, status and calibration rows are
-inserted with ON CONFLICT DO NOTHING on their natural keys. A PostgreSQL outage is a
-`TransientError`: the bus keeps the batch unacked and retries it.
+Each batch is copied into per-connection temp tables (emptied at commit) and applied
+with one statement per table:
+- event, result, status, calibration and usage rows: `INSERT … SELECT … ON CONFLICT DO
+  NOTHING` on their natural keys, so replays and duplicates add nothing;
+- `jobs`: new jobs are inserted, then every touched job is updated by the merge rules
+  (status only moves up in rank, so a late RUNNING after DONE is ignored; timestamps keep
+  their earliest value; tags are the sorted union). The rules commute, so batches from
+  several recorder replicas give the same rows in any order.
+A PostgreSQL outage, a deadlock or a serialization failure is a `TransientError`: the
+bus keeps the batch unacked and retries it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg import errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from qjt.bus import TransientError
-from services.recorder.handlers import Rows
-
-UPSERT_JOB = """
-INSERT INTO jobs AS j (id, user_id, ibm_job_id, backend, instance, primitive, status, status_rank,
-                       shots, num_circuits, tags, priority, error, created_at, submitted_at,
-                       queued_at, running_at, finished_at, quantum_seconds, updated_at)
-VALUES (%(id)s, %(user_id)s, %(ibm_job_id)s, %(backend)s, %(instance)s, %(primitive)s, %(status)s,
-        %(status_rank)s, %(shots)s, %(num_circuits)s, %(tags)s, %(priority)s, %(error)s,
-        %(created_at)s, %(submitted_at)s, %(queued_at)s, %(running_at)s, %(finished_at)s,
-        %(quantum_seconds)s, %(updated_at)s)
-ON CONFLICT (id) DO UPDATE SET
-  backend = CASE WHEN j.backend = '' THEN EXCLUDED.backend ELSE j.backend END,
-  ibm_job_id = COALESCE(j.ibm_job_id, EXCLUDED.ibm_job_id),
-  instance = COALESCE(j.instance, EXCLUDED.instance),
-  primitive = COALESCE(j.primitive, EXCLUDED.primitive),
-  status = CASE WHEN EXCLUDED.status_rank > j.status_rank THEN EXCLUDED.status ELSE j.status END,
-  status_rank = GREATEST(j.status_rank, EXCLUDED.status_rank),
-  shots = COALESCE(j.shots, EXCLUDED.shots),
-  num_circuits = COALESCE(j.num_circuits, EXCLUDED.num_circuits),
-  tags = ARRAY(SELECT DISTINCT t FROM unnest(j.tags || EXCLUDED.tags) AS t ORDER BY t),
-  priority = CASE WHEN %(priority_known)s THEN EXCLUDED.priority ELSE j.priority END,
-  error = COALESCE(j.error, EXCLUDED.error),
-  created_at = LEAST(j.created_at, EXCLUDED.created_at),
-  submitted_at = LEAST(j.submitted_at, EXCLUDED.submitted_at),
-  queued_at = LEAST(j.queued_at, EXCLUDED.queued_at),
-  running_at = LEAST(j.running_at, EXCLUDED.running_at),
-  finished_at = LEAST(j.finished_at, EXCLUDED.finished_at),
-  quantum_seconds = COALESCE(j.quantum_seconds, EXCLUDED.quantum_seconds),
-  updated_at = GREATEST(j.updated_at, EXCLUDED.updated_at)
-"""
+from services.recorder.handlers import JobRow, Rows
 
 # How long a batch waits for a connection before the outage path (backoff, retry) takes over.
 CONNECT_TIMEOUT_S = 5.0
 
-INSERTS = {
-    "job_events": """INSERT INTO job_events (event_id, job_id, event_type, status, occurred_at,
-                     payload) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-    "job_results": """INSERT INTO job_results (job_id, ibm_job_id, primitive, counts,
-                      expectation_values, standard_errors, metrics)
-                      VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-    "backend_status": """INSERT INTO backend_status (backend, observed_at, operational,
-                         pending_jobs, status_msg) VALUES (%s, %s, %s, %s, %s)
-                         ON CONFLICT DO NOTHING""",
-    "backend_config": """INSERT INTO backend_config (backend, config_hash, num_qubits, basis_gates,
-                         max_shots, coupling_map, simulator, processor_type, observed_at)
-                         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-    "qubit_calibration": """INSERT INTO qubit_calibration (backend, calibrated_at, qubit, t1_us,
-                            t2_us, readout_error, frequency_ghz, prob_meas0_prep1, prob_meas1_prep0)
-                            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-    "gate_calibration": """INSERT INTO gate_calibration (backend, calibrated_at, gate, qubits,
-                           error, duration_ns) VALUES (%s, %s, %s, %s, %s, %s)
-                           ON CONFLICT DO NOTHING""",
-    "instance_usage": """INSERT INTO instance_usage (instance, observed_at, usage_consumed_seconds,
-                         usage_limit_seconds) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-}
+JOB_COLUMNS = (
+    "id", "user_id", "ibm_job_id", "backend", "instance", "primitive", "status", "status_rank",
+    "shots", "num_circuits", "tags", "priority", "error", "created_at", "submitted_at",
+    "queued_at", "running_at", "finished_at", "quantum_seconds", "updated_at",
+)  # fmt: skip
+
+TEMP_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS tmp_jobs (
+  id text, user_id text, ibm_job_id text, backend text, instance text, primitive text,
+  status text, status_rank smallint, shots integer, num_circuits integer, tags text[],
+  priority smallint, error text, created_at timestamptz, submitted_at timestamptz,
+  queued_at timestamptz, running_at timestamptz, finished_at timestamptz,
+  quantum_seconds double precision, updated_at timestamptz) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_job_events
+  (LIKE job_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_job_results
+  (LIKE job_results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_backend_status
+  (LIKE backend_status INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_backend_config
+  (LIKE backend_config INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_qubit_calibration
+  (LIKE qubit_calibration INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_gate_calibration
+  (LIKE gate_calibration INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_instance_usage
+  (LIKE instance_usage INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+"""
+
+# Column lists for COPY into each temp table (and from there into the real table).
+APPEND_ONLY = {
+    "job_events": ("event_id", "job_id", "event_type", "status", "occurred_at", "payload"),
+    "job_results": (
+        "job_id", "ibm_job_id", "primitive", "counts", "expectation_values", "standard_errors",
+        "metrics",
+    ),
+    "backend_status": ("backend", "observed_at", "operational", "pending_jobs", "status_msg"),
+    "backend_config": (
+        "backend", "config_hash", "num_qubits", "basis_gates", "max_shots", "coupling_map",
+        "simulator", "processor_type", "observed_at",
+    ),
+    "qubit_calibration": (
+        "backend", "calibrated_at", "qubit", "t1_us", "t2_us", "readout_error", "frequency_ghz",
+        "prob_meas0_prep1", "prob_meas1_prep0",
+    ),
+    "gate_calibration": ("backend", "calibrated_at", "gate", "qubits", "error", "duration_ns"),
+    "instance_usage": ("instance", "observed_at", "usage_consumed_seconds", "usage_limit_seconds"),
+}  # fmt: skip
+
+INSERT_NEW_JOBS = f"""
+INSERT INTO jobs ({", ".join(JOB_COLUMNS)})
+SELECT {", ".join("COALESCE(priority, 5)" if c == "priority" else c for c in JOB_COLUMNS)}
+FROM tmp_jobs ON CONFLICT (id) DO NOTHING
+"""
+
+MERGE_JOBS = """
+UPDATE jobs AS j SET
+  backend = CASE WHEN j.backend = '' THEN t.backend ELSE j.backend END,
+  ibm_job_id = COALESCE(j.ibm_job_id, t.ibm_job_id),
+  instance = COALESCE(j.instance, t.instance),
+  primitive = COALESCE(j.primitive, t.primitive),
+  status = CASE WHEN t.status_rank > j.status_rank THEN t.status ELSE j.status END,
+  status_rank = GREATEST(j.status_rank, t.status_rank),
+  shots = COALESCE(j.shots, t.shots),
+  num_circuits = COALESCE(j.num_circuits, t.num_circuits),
+  tags = ARRAY(SELECT DISTINCT x FROM unnest(j.tags || t.tags) AS x ORDER BY x),
+  priority = COALESCE(t.priority, j.priority),
+  error = COALESCE(j.error, t.error),
+  created_at = LEAST(j.created_at, t.created_at),
+  submitted_at = LEAST(j.submitted_at, t.submitted_at),
+  queued_at = LEAST(j.queued_at, t.queued_at),
+  running_at = LEAST(j.running_at, t.running_at),
+  finished_at = LEAST(j.finished_at, t.finished_at),
+  quantum_seconds = COALESCE(j.quantum_seconds, t.quantum_seconds),
+  updated_at = GREATEST(j.updated_at, t.updated_at)
+FROM tmp_jobs AS t WHERE j.id = t.id
+"""
+
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    PoolTimeout,
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+)
+
+
+def job_values(row: JobRow) -> tuple[Any, ...]:
+    values = row.params()
+    values["priority"] = row.priority  # NULL: unknown (the merge keeps the stored one)
+    return tuple(values[c] for c in JOB_COLUMNS)
 
 
 class PostgresStore:
@@ -85,11 +133,27 @@ class PostgresStore:
                 conn.transaction(),
                 conn.cursor() as cur,
             ):
+                await cur.execute(TEMP_TABLES)
                 if rows.jobs:
-                    await cur.executemany(UPSERT_JOB, [row.params() for row in rows.jobs])
-                for table, sql in INSERTS.items():
+                    await _copy(cur, "tmp_jobs", JOB_COLUMNS, [job_values(r) for r in rows.jobs])
+                    await cur.execute(INSERT_NEW_JOBS)
+                    await cur.execute(MERGE_JOBS)
+                for table, columns in APPEND_ONLY.items():
                     values = getattr(rows, table)
                     if values:
-                        await cur.executemany(sql, values)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise TransientError(f"PostgreSQL unavailable: {exc}") from exc
+                        await _copy(cur, f"tmp_{table}", columns, values)
+                        listed = ", ".join(columns)
+                        await cur.execute(
+                            f"INSERT INTO {table} ({listed}) SELECT {listed} FROM tmp_{table} "
+                            "ON CONFLICT DO NOTHING"
+                        )
+        except TRANSIENT_DB_ERRORS as exc:
+            raise TransientError(f"PostgreSQL unavailable or contended: {exc}") from exc
+
+
+async def _copy(
+    cur: psycopg.AsyncCursor[Any], table: str, columns: tuple[str, ...], values: list[Any]
+) -> None:
+    async with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in values:
+            await copy.write_row(row)
