@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
 
 from qjt import devstack
+from qjt.accounts import RegistrationError, register, rotate_keys
 from qjt.config import get_settings
 from qjt.contracts import json_schemas
 from qjt.db import MigrationError, has_timescaledb, migrate
+from qjt.vault import Vault, VaultError
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -51,6 +54,52 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_token() -> str:
+    """The IBM token from a prompt (terminal) or standard input (pipe); never from argv."""
+    if sys.stdin.isatty():
+        return getpass.getpass("IBM Quantum API token (input hidden): ")
+    return sys.stdin.readline()
+
+
+def _cmd_account_add(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.database_url:
+        print("QJT_DATABASE_URL is not set: say which database stores accounts")
+        return 2
+    try:
+        vault = Vault.from_settings(settings)
+        registration = register(
+            settings.database_url,
+            vault,
+            _read_token(),
+            channel=args.channel,
+            instances=args.instance,
+            settings=settings,
+        )
+    except (VaultError, RegistrationError) as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"registered user {registration.user_id[:12]}… on {registration.channel}")
+    for instance in registration.instances:
+        kind = "private" if instance.private else "public"
+        print(f"  {instance.name or instance.crn}  ({instance.plan}, {kind})  {instance.crn}")
+    return 0
+
+
+def _cmd_account_rotate(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.database_url:
+        print("QJT_DATABASE_URL is not set")
+        return 2
+    try:
+        count = rotate_keys(settings.database_url, Vault.from_settings(settings))
+    except VaultError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"re-encrypted {count} stored token(s) with the newest key")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjt", description="Quantum Job Tracker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations to QJT_DATABASE_URL").set_defaults(
         func=_cmd_migrate
     )
+    p_account = sub.add_parser(
+        "account", help="IBM accounts (tokens are read from a prompt or stdin)"
+    )
+    account_sub = p_account.add_subparsers(dest="account_command", required=True)
+    p_add = account_sub.add_parser("add", help="validate an IBM token and store it encrypted")
+    p_add.add_argument(
+        "--channel", default="ibm_quantum_platform", choices=["ibm_quantum_platform", "ibm_cloud"]
+    )
+    p_add.add_argument(
+        "--instance",
+        action="append",
+        metavar="CRN",
+        help="instance to use (repeatable); default: all",
+    )
+    p_add.set_defaults(func=_cmd_account_add)
+    account_sub.add_parser(
+        "rotate-keys", help="re-encrypt stored tokens with the newest QJT_FERNET_KEYS key"
+    ).set_defaults(func=_cmd_account_rotate)
+
     p_schema = sub.add_parser("schema", help="write JSON Schema of every message")
     p_schema.add_argument("--out", default="docs/schemas", help="output folder")
     p_schema.set_defaults(func=_cmd_schema)
