@@ -67,6 +67,15 @@ class Settings(BaseSettings):
         description="Comma-separated Fernet keys, newest first, that encrypt IBM tokens.",
     )
 
+    # Poller
+    poll_status_s: float = Field(5, gt=0, description="Backend status and pending jobs, seconds.")
+    poll_jobs_s: float = Field(5, gt=0, description="Open jobs of each instance, seconds.")
+    poll_calibration_s: float = Field(60, gt=0, description="Calibration changes, seconds.")
+    poll_usage_s: float = Field(300, gt=0, description="Instance usage and quota, seconds.")
+    poll_lookback_h: float = Field(
+        24, ge=0, description="At start, jobs finished this many hours back are re-checked."
+    )
+
     # IBM Quantum emulator
     emulator_seed: int = Field(1234, description="Seed for calibration drift, queues and faults.")
     emulator_speedup: float = Field(

@@ -1,0 +1,222 @@
+"""The poller's IBM adapter: the real qiskit-ibm-runtime client, one account and instance.
+
+Every method is blocking (the client is) and is called from a worker thread. Jobs are
+listed in pages of up to 100 from `GET /jobs` (the client's RuntimeClient.jobs_get), whose
+rows already carry each job's state, so tracking N jobs costs a request per page, not
+one per job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from qiskit_ibm_runtime import QiskitRuntimeService
+
+from qjt.config import Settings
+from qjt.contracts import (
+    BackendCalibration,
+    BackendConfiguration,
+    BackendStatus,
+    GateCalibration,
+    JobMetrics,
+    QubitCalibration,
+)
+from qjt.ibm import runtime_service
+
+API_STATUS = {"QUEUED": "QUEUED", "RUNNING": "RUNNING", "COMPLETED": "DONE", "FAILED": "ERROR",
+              "CANCELLED": "CANCELLED"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IbmJob:
+    """One row of IBM's job list."""
+
+    ibm_job_id: str
+    backend: str
+    status: str
+    created_at: datetime
+    program: str | None
+    tags: list[str]
+    reason: str | None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class IbmAccount:
+    """One credential and instance as the client sees them."""
+
+    def __init__(self, token: str, instance: str, channel: str, settings: Settings) -> None:
+        self.instance = instance
+        self.service: QiskitRuntimeService = runtime_service(
+            token, instance=instance, channel=channel, settings=settings
+        )
+
+    # -- backends ---------------------------------------------------------
+
+    def backend_names(self) -> list[str]:
+        return [backend.name for backend in self.service.backends()]
+
+    def status(self, name: str) -> BackendStatus:
+        status = self.service.backend(name).status()
+        return BackendStatus(
+            backend=name,
+            operational=bool(status.operational),
+            pending_jobs=int(status.pending_jobs),
+            status_msg=str(status.status_msg or ""),
+            observed_at=datetime.now(UTC),
+        )
+
+    def configuration(self, name: str) -> BackendConfiguration:
+        config = self.service.backend(name).configuration()
+        return BackendConfiguration(
+            backend=name,
+            num_qubits=int(config.n_qubits),
+            basis_gates=list(config.basis_gates),
+            max_shots=int(getattr(config, "max_shots", 100_000) or 100_000),
+            coupling_map=[(int(a), int(b)) for a, b in (config.coupling_map or [])],
+            simulator=bool(getattr(config, "simulator", False)),
+            processor_type=json.dumps(getattr(config, "processor_type", None) or {}) or None,
+        )
+
+    def calibration(self, name: str) -> BackendCalibration | None:
+        """The calibration in force now (None for a backend that publishes none)."""
+        properties = self.service.backend(name).properties(refresh=True)
+        if properties is None:
+            return None
+        qubits = []
+        for index, params in enumerate(properties.qubits):
+            values = {p.name: (p.value, p.unit) for p in params}
+            qubits.append(
+                QubitCalibration(
+                    qubit=index,
+                    t1_us=_in_us(values.get("T1")),
+                    t2_us=_in_us(values.get("T2")),
+                    readout_error=_plain(values.get("readout_error")),
+                    frequency_ghz=_plain(values.get("frequency")),
+                    prob_meas0_prep1=_plain(values.get("prob_meas0_prep1")),
+                    prob_meas1_prep0=_plain(values.get("prob_meas1_prep0")),
+                )
+            )
+        gates = []
+        for gate in properties.gates:
+            values = {p.name: (p.value, p.unit) for p in gate.parameters}
+            error = _plain(values.get("gate_error"))
+            gates.append(
+                GateCalibration(
+                    gate=gate.gate,
+                    qubits=list(gate.qubits),
+                    error=min(error, 1.0) if error is not None else None,
+                    duration_ns=_in_ns(values.get("gate_length")),
+                )
+            )
+        return BackendCalibration(
+            backend=name,
+            calibrated_at=_aware(properties.last_update_date),
+            qubits=qubits,
+            gates=gates,
+        )
+
+    # -- jobs -------------------------------------------------------------
+
+    def jobs(self, pending: bool | None, created_after: datetime | None = None) -> list[IbmJob]:
+        """Every job of this instance in one state class, a page of 100 per request."""
+        client = self.service._active_api_client  # the public jobs() fetches status one by one
+        found: list[IbmJob] = []
+        while True:
+            page = client.jobs_get(
+                limit=100, skip=len(found), pending=pending, created_after=created_after
+            )
+            rows = page.get("jobs", [])
+            found += [self._job(row) for row in rows]
+            if not rows or len(found) >= int(page.get("count", 0)):
+                return found
+
+    def job(self, ibm_job_id: str) -> IbmJob:
+        client = self.service._active_api_client
+        return self._job(client.job_get(ibm_job_id, exclude_params=True))
+
+    def metrics(self, ibm_job_id: str) -> tuple[JobMetrics, dict[str, Any]]:
+        raw = self.service._active_api_client.job_metadata(ibm_job_id)
+        stamps = raw.get("timestamps") or {}
+        usage = raw.get("usage") or {}
+        metrics = JobMetrics(
+            created_at=parse_time(stamps.get("created")),
+            running_at=parse_time(stamps.get("running")),
+            finished_at=parse_time(stamps.get("finished")),
+            quantum_seconds=usage.get("quantum_seconds"),
+        )
+        return metrics, raw
+
+    def result(self, ibm_job_id: str) -> dict[str, Any]:
+        """Counts (Sampler) or expectation values (Estimator), one entry per PUB."""
+        result = self.service.job(ibm_job_id).result()
+        counts: list[dict[str, int]] = []
+        values: list[float] = []
+        errors: list[float] = []
+        for pub in result:
+            data = pub.data
+            if hasattr(data, "evs"):
+                values.append(float(data.evs))
+                errors.append(float(getattr(data, "stds", 0.0)))
+                continue
+            merged: dict[str, int] = {}
+            for field in data:
+                for bits, n in data[field].get_counts().items():
+                    merged[bits] = merged.get(bits, 0) + int(n)
+            counts.append(merged)
+        if values:
+            return {"expectation_values": values, "standard_errors": errors}
+        return {"counts": counts}
+
+    def usage(self) -> dict[str, Any]:
+        return dict(self.service.usage())
+
+    def _job(self, row: dict[str, Any]) -> IbmJob:
+        state = row.get("state") or {}
+        status = API_STATUS.get(str(state.get("status", row.get("status", ""))).upper(), "QUEUED")
+        program = (row.get("program") or {}).get("id")
+        return IbmJob(
+            ibm_job_id=str(row["id"]),
+            backend=str(row.get("backend") or ""),
+            status=status,
+            created_at=parse_time(row.get("created")) or datetime.now(UTC),
+            program=program,
+            tags=list(row.get("tags") or []),
+            reason=state.get("reason"),
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _plain(value: tuple[Any, str] | None) -> float | None:
+    return float(value[0]) if value and value[0] is not None else None
+
+
+def _in_us(value: tuple[Any, str] | None) -> float | None:
+    if not value or value[0] is None:
+        return None
+    number, unit = float(value[0]), value[1]
+    return number * 1e6 if unit == "s" else number / 1e3 if unit == "ns" else number
+
+
+def _in_ns(value: tuple[Any, str] | None) -> float | None:
+    if not value or value[0] is None:
+        return None
+    number, unit = float(value[0]), value[1]
+    return number * 1e9 if unit == "s" else number * 1e3 if unit == "us" else number
+
+
+def config_fingerprint(config: BackendConfiguration) -> str:
+    body = config.model_dump(exclude={"id", "occurred_at"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,178 @@
+"""Poller + recorder on the emulator: IBM state becomes rows, only changes are published."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import httpx
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from qiskit import QuantumCircuit
+from qiskit.transpiler import generate_preset_pass_manager
+from qiskit_ibm_runtime import SamplerV2
+
+from qjt.accounts import register
+from qjt.config import Settings
+from qjt.db import migrate
+from qjt.devstack import NatsServer, free_port, stop_process
+from qjt.ibm import runtime_service
+from qjt.vault import Vault, user_id_for
+from services.emulator.accounts import DEMO_ACCOUNTS, crn_for
+from tests.conftest import EmulatorProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+DEMO_KEY = "qjt-emulator-demo-key"
+OPEN = crn_for("a1b2c3demo", "0001-open", private=False)
+OPEN_BACKENDS = set(DEMO_ACCOUNTS["accounts"][0]["instances"][0]["backends"])
+
+
+class Stack:
+    def __init__(self, emulator: EmulatorProcess, nats: NatsServer, database: str) -> None:
+        self.database = database
+        key = Fernet.generate_key().decode()
+        self.env = {
+            **os.environ,
+            "QJT_NATS_URL": nats.url,
+            "QJT_DATABASE_URL": database,
+            "QJT_IBM_URL": emulator.url,
+            "QJT_FERNET_KEYS": key,
+            "QJT_POLL_STATUS_S": "1",
+            "QJT_POLL_JOBS_S": "1",
+            "QJT_POLL_CALIBRATION_S": "1",
+            "QJT_POLL_USAGE_S": "2",
+        }
+        settings = Settings(ibm_url=emulator.url, database_url=database)
+        register(
+            database,
+            Vault([key]),
+            DEMO_KEY,
+            channel="ibm_quantum_platform",
+            instances=[OPEN],
+            settings=settings,
+        )
+        self.ports = {"poller": free_port(), "recorder": free_port()}
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env={**self.env, "QJT_HTTP_PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name, port in self.ports.items()
+        ]
+
+    def rows(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.database) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def poller_metric(self, name: str, labels: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.ports['poller']}/metrics", timeout=5).text
+        match = re.search(rf"^{name}{{{labels}}} ([0-9.e+]+)$", text, flags=re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def logs(self) -> str:
+        out = ""
+        for proc in self.procs:
+            stop_process(proc, 20)
+            out += proc.stderr.read() if proc.stderr else ""
+        return out
+
+
+@pytest.fixture
+def stack(
+    emulator: EmulatorProcess, nats_server: NatsServer, make_database: Callable[[], str]
+) -> Iterator[Stack]:
+    database = make_database()
+    migrate(database)
+    running = Stack(emulator, nats_server, database)
+    yield running
+    for proc in running.procs:
+        stop_process(proc, 10)
+
+
+async def test_calibrations_of_every_backend_appear_and_drift_adds_snapshots(stack: Stack) -> None:
+    def backends_with_snapshots(at_least: int) -> set[str]:
+        rows = stack.rows(
+            "SELECT backend, count(DISTINCT calibrated_at) FROM qubit_calibration GROUP BY backend"
+        )
+        return {str(b) for b, n in rows if int(n) >= at_least}  # type: ignore[call-overload]
+
+    await wait_for(
+        lambda: backends_with_snapshots(1) == OPEN_BACKENDS,
+        timeout_s=90,
+        what="a calibration snapshot of every backend of the instance",
+    )
+    # The emulator recalibrates hourly in emulated time (seconds here): new snapshots appear.
+    await wait_for(
+        lambda: len(backends_with_snapshots(2)) == len(OPEN_BACKENDS),
+        timeout_s=60,
+        what="drifted calibrations recorded as new snapshots",
+    )
+    snapshots = stack.rows("SELECT count(DISTINCT (backend, calibrated_at)) FROM qubit_calibration")
+    published = stack.poller_metric("qjt_bus_published_total", 'type="backend.calibration"')
+    # Unchanged calibrations are not published again: one publish per snapshot stored
+    # (the poller may be one snapshot ahead of the recorder).
+    assert 0 <= published - int(snapshots[0][0]) <= len(OPEN_BACKENDS)  # type: ignore[call-overload]
+    config = stack.rows("SELECT DISTINCT backend FROM backend_config")
+    assert {str(r[0]) for r in config} == OPEN_BACKENDS
+    statuses = stack.rows("SELECT count(DISTINCT backend) FROM backend_status")
+    assert statuses == [(len(OPEN_BACKENDS),)]
+    await wait_for(
+        lambda: bool(stack.rows("SELECT 1 FROM instance_usage WHERE instance = %s", OPEN)),
+        timeout_s=30,
+        what="instance usage",
+    )
+
+
+async def test_a_job_submitted_outside_the_system_is_tracked_to_its_result(
+    stack: Stack, emulator: EmulatorProcess
+) -> None:
+    service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=emulator.url)
+    backend = service.backend("ibmq_manila")
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+    job = SamplerV2(mode=backend).run([isa], shots=500)
+    job.wait_for_final_state(timeout=120)
+    ibm_id = job.job_id()
+    stamps = {k: datetime.fromisoformat(v) for k, v in job.metrics()["timestamps"].items()}
+
+    await wait_for(
+        lambda: bool(stack.rows("SELECT 1 FROM job_results WHERE job_id = %s", ibm_id)),
+        timeout_s=60,
+        what="the job's result to be recorded",
+    )
+    timeline = stack.rows(
+        "SELECT status, occurred_at FROM job_events WHERE job_id = %s "
+        "AND event_type = 'job.status' ORDER BY occurred_at",
+        ibm_id,
+    )
+    assert [s for s, _ in timeline] == ["QUEUED", "RUNNING", "DONE"]
+    assert [t for _, t in timeline] == [stamps["created"], stamps["running"], stamps["finished"]]
+    row = stack.rows(
+        "SELECT status, user_id, backend, primitive, running_at, finished_at "
+        "FROM jobs WHERE id = %s",
+        ibm_id,
+    )
+    assert row == [
+        (
+            "DONE",
+            user_id_for(DEMO_KEY),
+            "ibmq_manila",
+            "sampler",
+            stamps["running"],
+            stamps["finished"],
+        )
+    ]
+    (counts,) = stack.rows("SELECT counts FROM job_results WHERE job_id = %s", ibm_id)[0]
+    assert sum(counts[0].values()) == 500  # type: ignore[index]
+    assert DEMO_KEY not in stack.logs()  # the token never reaches a log line
