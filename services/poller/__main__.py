@@ -5,7 +5,8 @@ statuses of the backends it is the first of this replica's accounts to see, thei
 calibrations and configurations, its instance's open jobs, and its instance's usage,
 publishing only changes. Every client call runs on a dedicated thread pool; a failing
 account backs off on its own (exponentially, up to a minute) and never stalls the others.
-New registrations are picked up every 30 seconds.
+New registrations are picked up every 30 seconds. Replicas share the accounts through
+NATS KV leases (`leases.py`), so each account is polled by exactly one replica.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,7 @@ from services.poller.handlers import (
     primitive_for,
 )
 from services.poller.ibm import IbmAccount, IbmJob
+from services.poller.leases import RENEW_S, Leases
 
 log = logging.getLogger("qjt.poller")
 T = TypeVar("T")
@@ -275,32 +279,47 @@ def _seen(job: IbmJob) -> SeenJob:
 
 
 async def start(ctx: ServiceContext) -> None:
-    """Start one polling task per credential × instance, and keep the set current."""
+    """Poll the targets this replica holds leases on; re-balance as replicas come and go."""
     assert ctx.pool is not None
     pool = ctx.pool
     vault = Vault.from_settings(ctx.settings)
     poller = Poller(ctx)
+    replica = f"{socket.gethostname()}-{os.getpid()}"
+    leases = await Leases.open(ctx.bus.js, replica, ctx.settings.stream_replicas)
     running: dict[str, asyncio.Task[None]] = {}
 
     async def keep_targets_current() -> None:
+        targets: dict[str, PollTarget] = {}
+        reload_at = 0.0
+        polled = -1
         while not ctx.stopping.is_set():
             try:
-                targets = {t.key: t for t in await load_targets(pool, vault)}
-            except Exception as exc:  # loop edge: keep polling what we have
-                log.warning("loading accounts failed: %s", exc)
-                targets = {key: running_target[key] for key in running}
-            for key, target in targets.items():
-                if key not in running or running[key].done():
-                    running_target[key] = target
-                    running[key] = asyncio.create_task(poller.run_target(target), name=key)
-            for key in set(running) - set(targets):
+                if time.monotonic() >= reload_at:
+                    targets = {t.key: t for t in await load_targets(pool, vault)}
+                    reload_at = time.monotonic() + RELOAD_S
+                held = await leases.claim(sorted(targets))
+            except Exception as exc:  # loop edge: keep polling what we hold
+                log.warning("refreshing accounts or leases failed: %s", exc)
+                held = set(running)
+            for key in sorted(held):
+                if key in targets and (key not in running or running[key].done()):
+                    running[key] = asyncio.create_task(poller.run_target(targets[key]), name=key)
+            for key in set(running) - held:
                 running.pop(key).cancel()
+            if len(running) != polled:
+                polled = len(running)
+                log.info(
+                    "polling %d of %d accounts",
+                    len(running),
+                    len(targets),
+                    extra={"replica": replica},
+                )
             TARGETS.set(len(running))
-            await poller.sleep(RELOAD_S)
+            await poller.sleep(RENEW_S)
         await asyncio.gather(*running.values(), return_exceptions=True)
+        await leases.release_all()
         poller.threads.shutdown(wait=False, cancel_futures=True)
 
-    running_target: dict[str, PollTarget] = {}
     ctx.spawn(keep_targets_current(), name="poller")
 
 

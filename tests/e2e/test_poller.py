@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -176,3 +177,71 @@ async def test_a_job_submitted_outside_the_system_is_tracked_to_its_result(
     (counts,) = stack.rows("SELECT counts FROM job_results WHERE job_id = %s", ibm_id)[0]
     assert sum(counts[0].values()) == 500  # type: ignore[index]
     assert DEMO_KEY not in stack.logs()  # the token never reaches a log line
+
+
+async def test_two_replicas_share_the_accounts_and_one_takes_over_a_dead_ones(
+    emulator: EmulatorProcess, nats_server: NatsServer, make_database: Callable[[], str]
+) -> None:
+    database = make_database()
+    migrate(database)
+    stack = Stack(emulator, nats_server, database)  # one replica + recorder, demo open instance
+    try:
+        settings = Settings(ibm_url=emulator.url, database_url=database)
+        vault = Vault([stack.env["QJT_FERNET_KEYS"]])
+        register(
+            database,
+            vault,
+            DEMO_KEY,
+            channel="ibm_quantum_platform",
+            instances=[crn_for("a1b2c3demo", "0002-premium", private=True)],
+            settings=settings,
+        )
+        register(
+            database,
+            vault,
+            "qjt-emulator-second-key",
+            channel="ibm_quantum_platform",
+            instances=None,
+            settings=settings,
+        )
+        second_port = free_port()
+        second = subprocess.Popen(
+            [sys.executable, "-m", "services.poller"],
+            env={**stack.env, "QJT_HTTP_PORT": str(second_port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        stack.procs.append(second)
+
+        def targets(port: int) -> float:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return -1
+            match = re.search(r"^qjt_poller_targets ([0-9.]+)$", text, flags=re.MULTILINE)
+            return float(match.group(1)) if match else -1
+
+        ports = [stack.ports["poller"], second_port]
+        # Three accounts × instances, shared: each polled by exactly one replica.
+        await wait_for(
+            lambda: sorted(targets(p) for p in ports) == [1, 2],
+            timeout_s=60,
+            what="the three accounts split between the two replicas",
+        )
+        for _ in range(5):  # and it stays that way
+            assert sum(targets(p) for p in ports) == 3
+            await asyncio.sleep(1)
+
+        stack.procs[0].kill()  # the first poller dies without releasing its leases
+        stack.procs[0].wait()
+        killed_at = asyncio.get_running_loop().time()
+        await wait_for(
+            lambda: targets(second_port) == 3,
+            timeout_s=30,
+            what="the surviving replica to take over every account",
+        )
+        assert asyncio.get_running_loop().time() - killed_at < 30
+    finally:
+        for proc in stack.procs:
+            stop_process(proc, 10)
