@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 import jwt
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from qjt import __version__
@@ -46,6 +47,7 @@ from services.emulator.jobs import Job, JobStore, new_job_id
 from services.emulator.queues import BackendQueue, QueueItem
 
 log = logging.getLogger("qjt.emulator")
+INJECTED = Counter("qjt_emulator_injected_faults_total", "Faults injected", ["kind"])
 TOKEN_TTL_S = 3600
 
 
@@ -190,12 +192,14 @@ class FaultInjector:
             (faults.rate_503, 503, "Service unavailable"),
         ):
             if roll < rate:
+                INJECTED.labels(str(status)).inc()
                 headers = {"Retry-After": str(faults.retry_after_s)} if status == 429 else None
                 body = {"errors": [{"message": message, "code": 3000 + status}]}
                 await JSONResponse(body, status, headers=headers)(scope, receive, send)
                 return
             roll -= rate
         if roll < faults.rate_drop:
+            INJECTED.labels("drop").inc()
             await send(
                 {
                     "type": "http.response.start",

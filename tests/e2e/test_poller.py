@@ -245,3 +245,51 @@ async def test_two_replicas_share_the_accounts_and_one_takes_over_a_dead_ones(
     finally:
         for proc in stack.procs:
             stop_process(proc, 10)
+
+
+async def test_ibm_errors_are_ridden_out_and_every_event_is_stored_once(
+    emulator: EmulatorProcess, nats_server: NatsServer, make_database: Callable[[], str]
+) -> None:
+    service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=emulator.url)
+    backend = service.backend("ibmq_lima")
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    circuit.measure_all()
+    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+    jobs = [SamplerV2(mode=backend).run([isa], shots=100) for _ in range(3)]
+    for job in jobs:
+        job.wait_for_final_state(timeout=120)
+
+    database = make_database()
+    migrate(database)
+    emulator.set_faults(rate_500=0.1, rate_503=0.1, rate_429=0.1)
+    stack = Stack(emulator, nats_server, database)  # the poller starts under faults
+    try:
+        ids = [job.job_id() for job in jobs]
+
+        def results() -> int:
+            rows = stack.rows("SELECT count(*) FROM job_results WHERE job_id = ANY(%s)", ids)
+            return int(str(rows[0][0]))
+
+        await wait_for(
+            lambda: results() == 3, timeout_s=120, what="every job's result despite IBM errors"
+        )
+        # The client retries many of these itself; what matters is that they happened.
+        metrics = httpx.get(f"{emulator.url}/metrics", timeout=5).text
+        pattern = r'^qjt_emulator_injected_faults_total\{kind="\d+"\} ([0-9.]+)$'
+        injected = sum(float(m) for m in re.findall(pattern, metrics, flags=re.MULTILINE))
+        assert injected > 0, "the injected errors must have been hit"
+    finally:
+        emulator.set_faults()
+    statuses = stack.rows(
+        "SELECT job_id, count(*), count(DISTINCT status) FROM job_events "
+        "WHERE job_id = ANY(%s) AND event_type = 'job.status' GROUP BY job_id",
+        ids,
+    )
+    assert sorted(statuses) == sorted((i, 3, 3) for i in ids)  # QUEUED, RUNNING, DONE once each
+    assert stack.rows("SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status = 'DONE'", ids) == [
+        (3,)
+    ]
+    for proc in stack.procs:
+        stop_process(proc, 10)
