@@ -1,8 +1,9 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import bus, emulator, recorder
+from bench import bus, emulator, poller, recorder
 
 if __name__ == "__main__":
     bus.main()
     emulator.main()
     recorder.main()
+    poller.main()
