@@ -22,7 +22,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(devstack.SERVICES)}")
         return 2
-    return devstack.up(get_settings(), services=services, ready_timeout_s=args.timeout)
+    return devstack.up(
+        get_settings(), services=services, ready_timeout_s=args.timeout, demo=not args.no_demo
+    )
 
 
 def _cmd_down(_args: argparse.Namespace) -> int:
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_up = sub.add_parser("up", help="start NATS, PostgreSQL and every service (foreground)")
     p_up.add_argument("--services", help="comma-separated subset of services to start")
     p_up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    p_up.add_argument("--no-demo", action="store_true", help="skip the demo job on the emulator")
     p_up.set_defaults(func=_cmd_up)
 
     sub.add_parser("down", help="stop a stack started by `qjt up`").set_defaults(func=_cmd_down)

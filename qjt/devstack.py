@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet
 
 from qjt.config import Settings
 from qjt.db import create_database, database_name, migrate, reachable, with_database
@@ -331,6 +333,21 @@ class Supervisor:
                 service.process.wait()
 
 
+def dev_fernet_keys(settings: Settings, state_dir: Path, say: Say) -> str:
+    """QJT_FERNET_KEYS if set, else a development key kept in the state folder (mode 0600)."""
+    if settings.fernet_keys is not None:
+        return settings.fernet_keys.get_secret_value()
+    path = state_dir / "fernet.key"
+    if not path.exists():
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+        say(
+            f"  generated a development encryption key in {path} "
+            "(set QJT_FERNET_KEYS in production)"
+        )
+    return path.read_text().strip()
+
+
 def state_file(state_dir: Path) -> Path:
     return state_dir / "devstack.json"
 
@@ -380,6 +397,7 @@ def up(
     services: tuple[str, ...] = SERVICES,
     say: Say = print,
     ready_timeout_s: float = 120.0,
+    demo: bool = True,
 ) -> int:
     """Start the whole stack in the foreground until SIGINT/SIGTERM; returns an exit code."""
     state_dir = Path(settings.state_dir)
@@ -424,6 +442,7 @@ def up(
         emulator_url = f"http://127.0.0.1:{settings.emulator_port}"
         env = {
             **os.environ,
+            "QJT_FERNET_KEYS": dev_fernet_keys(settings, state_dir, say),
             "QJT_NATS_URL": nats_url,
             "QJT_DATABASE_URL": database.url,
             "QJT_STATE_DIR": str(state_dir),
@@ -465,6 +484,12 @@ def up(
         )
         say(f"Logs        {state_dir / 'logs'}")
         say("Stack is up. Ctrl-C or `qjt down` stops it.")
+        if demo and {"emulator", "poller", "recorder"} <= set(services):
+            threading.Thread(
+                target=_demo,
+                args=(database.url, env["QJT_IBM_URL"], env["QJT_FERNET_KEYS"], say),
+                daemon=True,
+            ).start()
         while not stop_requested:
             if supervisor.check_once():
                 write_state(state_dir, state, processes)
@@ -480,6 +505,16 @@ def up(
         with contextlib.suppress(FileNotFoundError):
             state_file(state_dir).unlink()
         say("Stopped.")
+
+
+def _demo(database_url: str, ibm_url: str, fernet_keys: str, say: Say) -> None:
+    """The demo job, on a thread so supervision goes on meanwhile."""
+    from qjt.demo import run_demo  # noqa: PLC0415 (qiskit loads only when the demo runs)
+
+    try:
+        run_demo(database_url, ibm_url, fernet_keys, say)
+    except Exception as exc:  # thread edge: the stack stays up whatever the demo does
+        say(f"Demo: failed ({type(exc).__name__}: {exc})")
 
 
 def down(settings: Settings, *, say: Say = print, timeout_s: float = 90.0) -> int:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 class Stack:
     """A `qjt up` child process whose output is read line by line."""
 
-    def __init__(self, state_dir: Path, database_url: str) -> None:
+    def __init__(self, state_dir: Path, database_url: str, demo: bool) -> None:
         self.state_dir = state_dir
         self.env = {
             **os.environ,
@@ -41,7 +41,7 @@ class Stack:
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(
-            [QJT, "up", "--timeout", "90"],
+            [QJT, "up", "--timeout", "90", *([] if demo else ["--no-demo"])],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -105,12 +105,12 @@ def answers_healthy(port: int) -> bool:
 
 
 @pytest.fixture
-def start_stack(tmp_path: Path, make_database: Callable[[], str]) -> Iterator[Callable[[], Stack]]:
+def start_stack(tmp_path: Path, make_database: Callable[[], str]) -> Iterator[Callable[..., Stack]]:
     """Starts `qjt up`; whatever the test does, no stack outlives it."""
     stacks: list[Stack] = []
 
-    def start() -> Stack:
-        stack = Stack(tmp_path / f"stack{len(stacks)}", make_database())
+    def start(demo: bool = False) -> Stack:
+        stack = Stack(tmp_path / f"stack{len(stacks)}", make_database(), demo)
         stacks.append(stack)
         stack.wait_for_line("Stack is up")
         return stack
@@ -128,9 +128,9 @@ def healthz(port: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stop_by", ["qjt down", "Ctrl-C"])
 def test_qjt_up_brings_every_service_up_and_stopping_leaves_no_process(
-    stop_by: str, start_stack: Callable[[], Stack]
+    stop_by: str, start_stack: Callable[..., Stack]
 ) -> None:
-    stack = start_stack()
+    stack = start_stack(demo=stop_by == "qjt down")
     output = "\n".join(stack.lines)
     for name in SERVICES:
         assert f"✓ {name}" in output
@@ -151,6 +151,11 @@ def test_qjt_up_brings_every_service_up_and_stopping_leaves_no_process(
         client = runtime_service("qjt-emulator-demo-key", ibm_url=state["ibm_url"])
         assert {i["name"] for i in client.instances()} == {"open-instance", "premium-instance"}
 
+    if stop_by == "qjt down":
+        # The demo job goes through the real client, the poller and the recorder.
+        stack.wait_for_line("Demo: job", timeout_s=180)
+        assert "Completed, counts" in stack.lines[-1], stack.lines[-1]
+
     pids = [info["pid"] for info in services.values()] + [state["nats_pid"]]
     if stop_by == "qjt down":
         # A crashed service is restarted by the supervisor.
@@ -169,7 +174,7 @@ def test_qjt_up_brings_every_service_up_and_stopping_leaves_no_process(
     assert not (stack.state_dir / "devstack.json").exists()
 
 
-def test_second_qjt_up_refuses_while_one_runs(start_stack: Callable[[], Stack]) -> None:
+def test_second_qjt_up_refuses_while_one_runs(start_stack: Callable[..., Stack]) -> None:
     stack = start_stack()
     again = subprocess.run(
         [QJT, "up"], env=stack.env, capture_output=True, text=True, timeout=60, check=False
