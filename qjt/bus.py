@@ -151,6 +151,7 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream(timeout=5)
         self.settings = settings
         self._consumers: list[Consumer] = []
+        self._closing: list[bool] = []
 
     @classmethod
     async def connect(cls, settings: Settings, name: str | None = None) -> Bus:
@@ -160,8 +161,11 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats error: %s", exc)
 
+        closing: list[bool] = []  # set by close(): a disconnect then is expected
+
         async def on_disconnect() -> None:
-            log.warning("nats disconnected; reconnecting")
+            if not closing:
+                log.warning("nats disconnected; reconnecting")
 
         async def on_reconnect() -> None:
             log.info("nats reconnected")
@@ -178,7 +182,9 @@ class Bus:
             reconnected_cb=on_reconnect,
             drain_timeout=10,
         )
-        return cls(nc, settings)
+        bus = cls(nc, settings)
+        bus._closing = closing
+        return bus
 
     @property
     def connected(self) -> bool:
@@ -370,6 +376,7 @@ class Bus:
 
     async def close(self) -> None:
         """Stop consumers (finishing their current batch), then drain the connection."""
+        self._closing.append(True)
         self.stop_consumers()
         for consumer in self._consumers:
             await consumer.wait_stopped()
