@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from qiskit import QuantumCircuit
 from qiskit.primitives.containers.sampler_pub import SamplerPub
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from qiskit_ibm_runtime.json import RuntimeEncoder
 
 from bench.httpload import request_bytes, run_load
+from qjt.demo import bell_circuit
 from services.emulator.accounts import crn_for
 from tests.conftest import EmulatorProcess
 
@@ -43,11 +42,7 @@ def token(url: str) -> str:
 
 
 def bell_params() -> str:
-    circuit = QuantumCircuit(2)
-    circuit.h(0)
-    circuit.cx(0, 1)
-    circuit.measure_all()
-    isa = generate_preset_pass_manager(optimization_level=1, backend=FakeManilaV2()).run(circuit)
+    isa = bell_circuit(FakeManilaV2())
     return json.dumps(
         {
             "program_id": "sampler",

@@ -20,13 +20,12 @@ from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from qiskit import QuantumCircuit
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import SamplerV2
 
 from qjt.accounts import register
 from qjt.config import Settings
 from qjt.db import create_database, drop_database, migrate, with_database
+from qjt.demo import bell_circuit
 from qjt.devstack import NatsServer, free_port, postgres_server_url, stop_process
 from qjt.ibm import runtime_service
 from qjt.vault import Vault
@@ -73,11 +72,7 @@ def main() -> None:
         )
         service = runtime_service("qjt-emulator-demo-key", instance=OPEN, ibm_url=emulator.url)
         backend = max(service.backends(), key=lambda b: b.status().pending_jobs)
-        circuit = QuantumCircuit(2)
-        circuit.h(0)
-        circuit.cx(0, 1)
-        circuit.measure_all()
-        isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+        isa = bell_circuit(backend)
         for _ in range(JOBS):
             SamplerV2(mode=backend).run([isa], shots=100)
         port = free_port()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from qiskit import QuantumCircuit
@@ -23,6 +24,16 @@ from qjt.vault import Vault
 
 # The emulator's built-in demo account (services/emulator/accounts.py).
 EMULATOR_DEMO_KEY = "qjt-emulator-demo-key"
+
+
+def bell_circuit(backend: Any, *, measure: bool = True) -> QuantumCircuit:
+    """A Bell-state circuit transpiled for `backend` (an ISA circuit, as IBM requires)."""
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.cx(0, 1)
+    if measure:
+        circuit.measure_all()
+    return generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
 
 
 def run_demo(
@@ -48,12 +59,7 @@ def run_demo(
     instance = registration.instances[0].crn
     service = runtime_service(EMULATOR_DEMO_KEY, instance=instance, ibm_url=ibm_url)
     backend = service.least_busy(min_num_qubits=2)
-    circuit = QuantumCircuit(2)
-    circuit.h(0)
-    circuit.cx(0, 1)
-    circuit.measure_all()
-    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
-    job = SamplerV2(mode=backend).run([isa], shots=1000)
+    job = SamplerV2(mode=backend).run([bell_circuit(backend)], shots=1000)
     say(
         f"Demo: Bell job {job.job_id()} submitted to {backend.name} "
         f"({backend.status().pending_jobs} jobs in its queue)"

@@ -19,6 +19,7 @@ from qiskit_ibm_runtime.exceptions import (
     RuntimeJobFailureError,
 )
 
+from qjt.demo import bell_circuit
 from qjt.ibm import runtime_service
 from services.emulator.accounts import DEMO_ACCOUNTS, crn_for
 from tests.conftest import EmulatorProcess
@@ -44,12 +45,7 @@ def faults(emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
 
 
 def bell(backend: IBMBackend, measure: bool = True) -> QuantumCircuit:
-    circuit = QuantumCircuit(2)
-    circuit.h(0)
-    circuit.cx(0, 1)
-    if measure:
-        circuit.measure_all()
-    return generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+    return bell_circuit(backend, measure=measure)
 
 
 def test_each_instance_lists_its_own_backends(emulator: EmulatorProcess) -> None:

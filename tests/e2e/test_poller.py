@@ -14,13 +14,12 @@ import httpx
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
-from qiskit import QuantumCircuit
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import SamplerV2
 
 from qjt.accounts import register
 from qjt.config import Settings
 from qjt.db import migrate
+from qjt.demo import bell_circuit
 from qjt.devstack import NatsServer, free_port, stop_process
 from qjt.ibm import runtime_service
 from qjt.vault import Vault, user_id_for
@@ -137,11 +136,7 @@ async def test_a_job_submitted_outside_the_system_is_tracked_to_its_result(
 ) -> None:
     service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=emulator.url)
     backend = service.backend("ibmq_manila")
-    circuit = QuantumCircuit(2)
-    circuit.h(0)
-    circuit.cx(0, 1)
-    circuit.measure_all()
-    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+    isa = bell_circuit(backend)
     job = SamplerV2(mode=backend).run([isa], shots=500)
     job.wait_for_final_state(timeout=120)
     ibm_id = job.job_id()
@@ -252,11 +247,7 @@ async def test_ibm_errors_are_ridden_out_and_every_event_is_stored_once(
 ) -> None:
     service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=emulator.url)
     backend = service.backend("ibmq_lima")
-    circuit = QuantumCircuit(2)
-    circuit.h(0)
-    circuit.cx(0, 1)
-    circuit.measure_all()
-    isa = generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
+    isa = bell_circuit(backend)
     jobs = [SamplerV2(mode=backend).run([isa], shots=100) for _ in range(3)]
     for job in jobs:
         job.wait_for_final_state(timeout=120)
