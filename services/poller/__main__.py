@@ -54,6 +54,7 @@ IBM_ERRORS = Counter("qjt_poller_ibm_errors_total", "Client calls that failed", 
 IBM_SECONDS = Histogram("qjt_poller_ibm_call_seconds", "Client call latency", ["call"])
 TRACKED_JOBS = Gauge("qjt_poller_tracked_jobs", "Open jobs being tracked")
 TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by this replica")
+BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
 RELOAD_S = 30.0
 MAX_BACKOFF_S = 60.0
 
@@ -71,6 +72,8 @@ class Poller:
         self.threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ibm")
         self.backends = BackendMemory()
         self.backend_owner: dict[str, str] = {}  # backend → target key that polls it
+        self.seen_by: dict[str, set[str]] = {}  # target key → backends its instance sees
+        self.leased_backends: set[str] = set()  # the ones this replica polls
         self.trackers: dict[str, JobTracker] = {}
 
     async def call(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -149,8 +152,19 @@ class Poller:
             raise PollError("; ".join(failures))
 
     def owned_backends(self, target: PollTarget, names: list[str]) -> list[str]:
-        """Backends this target polls: those no other of this replica's targets polls."""
-        return [n for n in names if self.backend_owner.setdefault(n, target.key) == target.key]
+        """Backends this target polls: leased to this replica, and no other target here polls."""
+        self.seen_by[target.key] = set(names)
+        return [
+            n
+            for n in names
+            if n in self.leased_backends
+            and self.backend_owner.setdefault(n, target.key) == target.key
+        ]
+
+    def forget_targets_except(self, held: set[str]) -> None:
+        """Drop what targets that moved to another replica had seen or owned here."""
+        self.seen_by = {k: v for k, v in self.seen_by.items() if k in held}
+        self.backend_owner = {b: k for b, k in self.backend_owner.items() if k in held}
 
     async def poll_backends(self, target: PollTarget, account: IbmAccount) -> None:
         names = self.owned_backends(target, await self.call("backends", account.backend_names))
@@ -166,7 +180,11 @@ class Poller:
         await self.publish(events)
 
     async def poll_calibrations(self, target: PollTarget, account: IbmAccount) -> None:
-        names = [n for n, owner in self.backend_owner.items() if owner == target.key]
+        names = [
+            n
+            for n, owner in self.backend_owner.items()
+            if owner == target.key and n in self.leased_backends
+        ]
         for name in names:
             calibration = await self.call("properties", account.calibration, name)
             if calibration is not None and self.backends.calibration_changed(calibration):
@@ -298,6 +316,10 @@ async def start(ctx: ServiceContext) -> None:
                     targets = {t.key: t for t in await load_targets(pool, vault)}
                     reload_at = time.monotonic() + RELOAD_S
                 held = await leases.claim(sorted(targets))
+                poller.forget_targets_except(held)
+                seen = set().union(*(poller.seen_by.get(key, set()) for key in held))
+                poller.leased_backends = await leases.claim_backends(seen)
+                BACKENDS.set(len(poller.leased_backends))
             except Exception as exc:  # loop edge: keep polling what we hold
                 log.warning("refreshing accounts or leases failed: %s", exc)
                 held = set(running)

@@ -3,8 +3,10 @@
 Each replica keeps a heartbeat key and claims poll targets (credential × instance) with
 `create`, which succeeds for one replica only. It renews what it holds every few seconds
 (compare-and-set on the revision) and claims at most its fair share (targets ÷ live
-replicas, rounded up), releasing extras so a new replica gets work. Keys live
-`LEASE_TTL_S` after their last renewal, so a dead replica's targets are claimed by the
+replicas, rounded up), releasing extras so a new replica gets work. Backends
+are leased too (first come among the replicas that see them), so a backend several
+replicas' accounts can see is still polled once. Keys live `LEASE_TTL_S` after their
+last renewal, so a dead replica's targets are claimed by the
 others within TTL + one renewal interval (under 30 s).
 """
 
@@ -39,6 +41,7 @@ class Leases:
     kv: KeyValue
     replica: str
     held: dict[str, int] = field(default_factory=dict)  # target → revision of our lease
+    backends: dict[str, int] = field(default_factory=dict)  # backend → revision
 
     @classmethod
     async def open(cls, js: JetStreamContext, replica: str, replicas: int = 1) -> Leases:
@@ -88,9 +91,32 @@ class Leases:
                 continue  # another replica holds it
         return set(self.held)
 
+    async def claim_backends(self, seen: set[str]) -> set[str]:
+        """Backends this replica polls: first come among replicas that see them, renewed."""
+        for name in list(self.backends):
+            key = f"backend.{name}"
+            if name not in seen:
+                with contextlib.suppress(nats.js.errors.Error):
+                    await self.kv.delete(key, last=self.backends.pop(name))
+                continue
+            try:
+                self.backends[name] = await self.kv.update(
+                    key, self.replica.encode(), last=self.backends[name]
+                )
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self.backends.pop(name)
+        for name in sorted(seen - set(self.backends)):
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                self.backends[name] = await self.kv.create(f"backend.{name}", self.replica.encode())
+        return set(self.backends)
+
     async def release_all(self) -> None:
         for target in list(self.held):
             await self._release(target)
+        for name, revision in list(self.backends.items()):
+            with contextlib.suppress(nats.js.errors.Error):
+                await self.kv.delete(f"backend.{name}", last=revision)
+        self.backends.clear()
         with contextlib.suppress(nats.js.errors.Error):
             await self.kv.delete(f"replica.{self.replica}")
 

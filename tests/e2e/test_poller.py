@@ -209,13 +209,21 @@ async def test_two_replicas_share_the_accounts_and_one_takes_over_a_dead_ones(
         )
         stack.procs.append(second)
 
-        def targets(port: int) -> float:
+        def gauge(port: int, name: str) -> float:
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
             except httpx.HTTPError:
                 return -1
-            match = re.search(r"^qjt_poller_targets ([0-9.]+)$", text, flags=re.MULTILINE)
+            match = re.search(rf"^{name} ([0-9.]+)$", text, flags=re.MULTILINE)
             return float(match.group(1)) if match else -1
+
+        def targets(port: int) -> float:
+            return gauge(port, "qjt_poller_targets")
+
+        premium = crn_for("a1b2c3demo", "0002-premium", private=True)
+        every_backend = len(
+            runtime_service(DEMO_KEY, instance=premium, ibm_url=emulator.url).backends()
+        )
 
         ports = [stack.ports["poller"], second_port]
         # Three accounts × instances, shared: each polled by exactly one replica.
@@ -227,6 +235,12 @@ async def test_two_replicas_share_the_accounts_and_one_takes_over_a_dead_ones(
         for _ in range(5):  # and it stays that way
             assert sum(targets(p) for p in ports) == 3
             await asyncio.sleep(1)
+        # A backend seen through accounts on both replicas is still polled by one only.
+        await wait_for(
+            lambda: sum(gauge(p, "qjt_poller_backends") for p in ports) == every_backend,
+            timeout_s=30,
+            what="each backend leased to exactly one replica",
+        )
 
         stack.procs[0].kill()  # the first poller dies without releasing its leases
         stack.procs[0].wait()
@@ -235,6 +249,11 @@ async def test_two_replicas_share_the_accounts_and_one_takes_over_a_dead_ones(
             lambda: targets(second_port) == 3,
             timeout_s=30,
             what="the surviving replica to take over every account",
+        )
+        await wait_for(
+            lambda: gauge(second_port, "qjt_poller_backends") == every_backend,
+            timeout_s=30,
+            what="the surviving replica to take over every backend",
         )
         assert asyncio.get_running_loop().time() - killed_at < 30
     finally:
