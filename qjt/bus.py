@@ -22,7 +22,7 @@ import time
 from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import nats
 import nats.errors
@@ -394,6 +394,11 @@ class Bus:
             await self.nc.close()
 
 
+def dlq_subject(subject: str) -> str:
+    """Where a message from `subject` ends if it cannot be handled."""
+    return DLQ_PREFIX + subject
+
+
 class RpcError(RuntimeError):
     """A request got no reply, or the replier reported an error."""
 
@@ -571,17 +576,7 @@ class Consumer:
             reason,
         )
         await self.bus.publish_raw(
-            DLQ_PREFIX + msg.subject, msg.data, msg_id, "dlq", headers=headers
+            dlq_subject(msg.subject), msg.data, msg_id, "dlq", headers=headers
         )
         DEAD_LETTERED.labels(self.spec.durable).inc()
         await self._ack([msg])
-
-
-def dlq_subject(subject: str) -> str:
-    """Where a message from `subject` ends if it cannot be handled."""
-    return DLQ_PREFIX + subject
-
-
-def headers_of(msg: Msg) -> dict[str, Any]:
-    """A message's headers as a plain dict (empty when it has none)."""
-    return dict(msg.headers or {})

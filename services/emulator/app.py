@@ -624,7 +624,6 @@ def _start_execution(state: Emulator, job: Job, device: Device) -> None:
             job.result_json = fut.result()
 
     future.add_done_callback(done)
-    job.execution = future
 
 
 # ---------------------------------------------------------------------------

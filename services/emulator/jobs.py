@@ -6,7 +6,6 @@ the slot ends (or until Aer has the result, if later), then completed or failed.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import uuid
 from dataclasses import dataclass, field
@@ -57,7 +56,6 @@ class Job:
     injected_error: str | None = None
     result_json: str | None = None
     ready_s: float | None = None
-    execution: asyncio.Future[str] | None = field(default=None, repr=False)
 
     def state(self, now_s: float) -> tuple[str, str | None]:
         """IBM's status (QUEUED, RUNNING, DONE, ERROR, CANCELLED) and reason at `now_s`."""

@@ -8,7 +8,6 @@ one per job.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -215,8 +214,3 @@ def _in_ns(value: tuple[Any, str] | None) -> float | None:
         return None
     number, unit = float(value[0]), value[1]
     return number * 1e9 if unit == "s" else number * 1e3 if unit == "us" else number
-
-
-def config_fingerprint(config: BackendConfiguration) -> str:
-    body = config.model_dump(exclude={"id", "occurred_at"})
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -61,10 +61,9 @@ class JobRow:
         return STATUS_RANK[self.status]
 
     def params(self) -> dict[str, Any]:
+        """Column values (priority None: unknown, the merge keeps the stored one)."""
         values = dict(vars(self))
         values["status_rank"] = self.status_rank
-        values["priority_known"] = self.priority is not None
-        values["priority"] = self.priority if self.priority is not None else 5
         values["tags"] = sorted(set(self.tags))
         return values
 

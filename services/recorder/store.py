@@ -114,7 +114,6 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 def job_values(row: JobRow) -> tuple[Any, ...]:
     values = row.params()
-    values["priority"] = row.priority  # NULL: unknown (the merge keeps the stored one)
     return tuple(values[c] for c in JOB_COLUMNS)
 
 
