@@ -23,6 +23,10 @@ class RegistrationError(ValueError):
     """The token or an instance was refused; the message says which and why."""
 
 
+class TokenRejected(RegistrationError):
+    """IBM did not accept the token at all."""
+
+
 @dataclass(frozen=True)
 class InstanceInfo:
     """One instance a token can use."""
@@ -49,7 +53,7 @@ def discover_instances(token: str, channel: str, settings: Settings) -> list[Ins
         found = service.instances()
     except (QiskitError, RequestException, ValueError) as exc:
         reason = str(exc).replace(token, "***")
-        raise RegistrationError(f"IBM did not accept the token: {reason}") from None
+        raise TokenRejected(f"IBM did not accept the token: {reason}") from None
     return [
         InstanceInfo(
             crn=str(item["crn"]),
@@ -100,6 +104,14 @@ def register(
             (user_id, channel, ciphertext),
         ).fetchone()
         assert row is not None
+        for instance in available:
+            conn.execute(
+                """INSERT INTO ibm_available_instances (credential_id, crn, name, plan, is_private)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (credential_id, crn) DO UPDATE
+                   SET name = EXCLUDED.name, plan = EXCLUDED.plan,
+                       is_private = EXCLUDED.is_private""",
+                (row[0], instance.crn, instance.name, instance.plan, instance.private),
+            )
         for instance in chosen:
             conn.execute(
                 """INSERT INTO ibm_instances (credential_id, crn, is_private, plan)

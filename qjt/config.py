@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     poll_jobs_s: float = Field(5, gt=0, description="Open jobs of each instance, seconds.")
     poll_calibration_s: float = Field(60, gt=0, description="Calibration changes, seconds.")
     poll_usage_s: float = Field(300, gt=0, description="Instance usage and quota, seconds.")
+    poll_accounts_s: float = Field(
+        10, gt=0, description="How often the poller looks for new registrations, seconds."
+    )
     poll_lookback_h: float = Field(
         24, ge=0, description="At start, jobs finished this many hours back are re-checked."
     )
@@ -103,6 +106,27 @@ class Settings(BaseSettings):
         ".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs."
     )
     api_port: int = Field(8000, ge=1, le=65535, description="API gateway port under `qjt up`.")
+    api_rate_limit: str = Field(
+        "1200/minute", description="Requests per API key (`limits` notation, e.g. 20/second)."
+    )
+    api_register_rate_limit: str = Field(
+        "30/minute", description="Account registrations per client address."
+    )
+    rate_limit_storage: str = Field(
+        "async+memory://",
+        description="`limits` storage URI; a shared one (async+redis://…) for several replicas.",
+    )
+    api_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body.")
+    api_max_shots: int = Field(100_000, ge=1, description="Most shots a job may ask for.")
+    api_max_circuits: int = Field(300, ge=1, description="Most circuits in one job.")
+    api_export_max_rows: int = Field(100_000, ge=1, description="Most jobs in one export.")
+    rpc_timeout_s: float = Field(
+        3.0, gt=0, description="How long the API waits for the recommender or predictor."
+    )
+    submitter_optimization_level: int = Field(
+        1, ge=0, le=3, description="Transpiler optimization level for IBM backends."
+    )
+    submitter_aer_workers: int = Field(1, ge=1, description="Processes running local Aer jobs.")
     emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
 
 

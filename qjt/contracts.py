@@ -66,6 +66,23 @@ def display_status(status: str) -> DisplayStatus:
 
 
 # ---------------------------------------------------------------------------
+# IBM job tags: how a job submitted through this system is recognized on IBM
+
+JOB_TAG_PREFIX = "qjt-job:"
+SYSTEM_TAG_PREFIXES = (JOB_TAG_PREFIX, "user:", "priority:")
+
+
+def ibm_tags(job_id: str, user_id: str, priority: int, tags: list[str]) -> list[str]:
+    """The tags put on an IBM job: this system's id, `user:<id>`, `priority:<p>`, the user's."""
+    return [f"{JOB_TAG_PREFIX}{job_id}", f"user:{user_id}", f"priority:{priority}", *tags]
+
+
+def user_tags(tags: list[str]) -> list[str]:
+    """A job's tags without the ones this system adds."""
+    return [t for t in tags if not t.startswith(SYSTEM_TAG_PREFIXES)]
+
+
+# ---------------------------------------------------------------------------
 # Envelope
 
 
@@ -158,6 +175,8 @@ class CancelJob(Message):
     job_id: str = Field(min_length=1)
     user_id: str = Field(min_length=1)
     reason: str = "cancelled by user"
+    primitive: Primitive | None = None
+    instance: str | None = Field(None, description="IBM instance CRN the job was sent to.")
 
     def dedupe_key(self) -> str:
         return self.job_id
@@ -201,6 +220,9 @@ class JobSubmitted(JobEvent):
     ibm_job_id: str = Field(min_length=1)
     backend: str
     instance: str | None = None
+    estimated_usage_seconds: float | None = Field(
+        None, ge=0, description="IBM's `usage_estimation` of quantum seconds at creation."
+    )
 
 
 class JobStatusChanged(JobEvent):
@@ -360,6 +382,22 @@ class InstanceUsage(Message):
         return f"{self.instance}:{self.observed_at.isoformat()}"
 
 
+class InstanceBackends(Message):
+    """The backends an IBM instance may use, as the poller last listed them."""
+
+    type: Literal["instance.backends"] = "instance.backends"
+    subject_prefix: ClassVar[str] = "qjt.evt.instance.backends"
+
+    instance: str = Field(min_length=1, description="Instance CRN.")
+    backends: list[str]
+    observed_at: AwareDatetime
+
+    def dedupe_key(self) -> str:
+        return (
+            f"{self.instance}:{stable_hash(sorted(self.backends))}:{self.observed_at.isoformat()}"
+        )
+
+
 # ---------------------------------------------------------------------------
 # Recommendations (event and RPC)
 
@@ -479,6 +517,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     BackendCalibration,
     BackendConfiguration,
     InstanceUsage,
+    InstanceBackends,
     RecommendationIssued,
     RecommendRequest,
     RecommendReply,

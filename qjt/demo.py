@@ -1,29 +1,32 @@
-"""The demo `qjt up` runs on the emulator: a Bell job tracked end to end.
+"""The demo `qjt up` runs on the emulator: a Bell job through the API gateway.
 
-It registers the emulator's demo account (as `qjt account add` would), runs a Sampler
-job with the real qiskit-ibm-runtime client, and waits for the poller and recorder to
-bring its lifecycle and counts into PostgreSQL.
+It registers the emulator's demo account at `POST /v1/accounts` (the token is validated
+by the real qiskit-ibm-runtime client), waits until the poller has listed the account's
+backends, submits a Sampler Bell job with `backend: auto`, and follows it until the
+submitter, IBM (the emulator), the poller and the recorder have brought it to Completed
+with counts. The demo's API key is written to `<state dir>/demo-api-key` (mode 600),
+never printed.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import psycopg
+import httpx
 from qiskit import QuantumCircuit
 from qiskit.transpiler import generate_preset_pass_manager
-from qiskit_ibm_runtime import SamplerV2
-
-from qjt.accounts import register
-from qjt.config import Settings
-from qjt.ibm import runtime_service
-from qjt.vault import Vault
 
 # The emulator's built-in demo account (services/emulator/accounts.py).
 EMULATOR_DEMO_KEY = "qjt-emulator-demo-key"
+
+BELL_QASM = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
 
 
 def bell_circuit(backend: Any, *, measure: bool = True) -> QuantumCircuit:
@@ -36,49 +39,68 @@ def bell_circuit(backend: Any, *, measure: bool = True) -> QuantumCircuit:
     return generate_preset_pass_manager(optimization_level=1, backend=backend).run(circuit)
 
 
-def run_demo(
-    database_url: str,
-    ibm_url: str,
-    fernet_keys: str,
-    say: Callable[[str], None],
-    timeout_s: float = 180.0,
-) -> bool:
-    """Submit a Bell job and wait until the system has recorded it; True on success."""
-    # The client's own handler prints account-loading notices; they are noise here.
-    logging.getLogger("qiskit_ibm_runtime").setLevel(logging.ERROR)
-    settings = Settings(ibm_url=ibm_url, database_url=database_url)
-    vault = Vault([k.strip() for k in fernet_keys.split(",") if k.strip()])
-    registration = register(
-        database_url,
-        vault,
-        EMULATOR_DEMO_KEY,
-        channel="ibm_quantum_platform",
-        instances=None,
-        settings=settings,
-    )
-    instance = registration.instances[0].crn
-    service = runtime_service(EMULATOR_DEMO_KEY, instance=instance, ibm_url=ibm_url)
-    backend = service.least_busy(min_num_qubits=2)
-    job = SamplerV2(mode=backend).run([bell_circuit(backend)], shots=1000)
-    say(
-        f"Demo: Bell job {job.job_id()} submitted to {backend.name} "
-        f"({backend.status().pending_jobs} jobs in its queue)"
-    )
+def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with psycopg.connect(database_url) as conn:
-            row = conn.execute(
-                "SELECT j.status, r.counts FROM jobs j JOIN job_results r ON r.job_id = j.id "
-                "WHERE j.id = %s",
-                (job.job_id(),),
-            ).fetchone()
-        if row and row[0] == "DONE":
-            counts = dict(sorted(row[1][0].items(), key=lambda kv: -kv[1])[:4])
-            say(
-                f"Demo: job {job.job_id()} Completed, counts {counts} — recorded by "
-                "poller → NATS → recorder → PostgreSQL"
-            )
-            return True
+        value = check()
+        if value:
+            return value
         time.sleep(1)
-    say(f"Demo: job {job.job_id()} was not recorded within {timeout_s:.0f} s (see the logs)")
-    return False
+    raise TimeoutError(f"{what} did not happen within {timeout_s:.0f} s")
+
+
+def run_demo(
+    api_url: str, state_dir: Path, say: Callable[[str], None], timeout_s: float = 180.0
+) -> bool:
+    """Register, submit a Bell job through the API and wait for its counts; True on success."""
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        answer = http.post("/v1/accounts", json={"token": EMULATOR_DEMO_KEY, "key_name": "demo"})
+        answer.raise_for_status()
+        api_key = answer.json()["api_key"]
+        key_file = state_dir / "demo-api-key"
+        key_file.write_text(api_key + "\n")
+        os.chmod(key_file, 0o600)
+        http.headers["Authorization"] = f"Bearer {api_key}"
+        say(f"Demo: registered the emulator's demo account; API key in {key_file}")
+        _wait(
+            lambda: [b for b in http.get("/v1/backends").json() if b["operational"]],
+            timeout_s,
+            "the poller listing the demo account's backends",
+        )
+        submitted = http.post(
+            "/v1/jobs",
+            json={
+                "primitive": "sampler",
+                "circuits": [BELL_QASM],
+                "shots": 1000,
+                "backend": "auto",
+            },
+        )
+        submitted.raise_for_status()
+        job_id, backend = submitted.json()["job_id"], submitted.json()["backend"]
+        say(f"Demo: Bell job {job_id} submitted through the API to {backend} (backend=auto)")
+        try:
+            job = _wait(
+                lambda: _finished(http.get(f"/v1/jobs/{job_id}").json()), timeout_s, "the job"
+            )
+        except TimeoutError:
+            say(f"Demo: job {job_id} did not finish within {timeout_s:.0f} s (see the logs)")
+            return False
+    if job["status"] != "Completed" or not job["result"]:
+        say(f"Demo: job {job_id} ended {job['status']}: {job['error']}")
+        return False
+    counts = job["result"]["sampler"][0]["counts"]
+    top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+    say(
+        f"Demo: job {job_id} Completed, counts {top} — API → submitter → IBM (emulator) → "
+        "poller → recorder → PostgreSQL → API"
+    )
+    return True
+
+
+def _finished(job: dict[str, Any]) -> dict[str, Any] | None:
+    if job.get("status") in ("Failed", "Cancelled"):
+        return job
+    if job.get("status") == "Completed" and job.get("result"):
+        return job
+    return None

@@ -48,6 +48,8 @@ SERVICES: tuple[str, ...] = (
     "api",
 )
 
+DEMO_NEEDS = frozenset({"emulator", "recorder", "poller", "submitter", "recommender", "api"})
+
 Say = Callable[[str], None]
 
 
@@ -483,10 +485,10 @@ def up(
         )
         say(f"Logs        {state_dir / 'logs'}")
         say("Stack is up. Ctrl-C or `qjt down` stops it.")
-        if demo and {"emulator", "poller", "recorder"} <= set(services):
+        if demo and set(services) >= DEMO_NEEDS:
             threading.Thread(
                 target=_demo,
-                args=(database.url, env["QJT_IBM_URL"], env["QJT_FERNET_KEYS"], say),
+                args=(f"http://127.0.0.1:{settings.api_port}", state_dir, say),
                 daemon=True,
             ).start()
         while not stop_requested:
@@ -506,12 +508,12 @@ def up(
         say("Stopped.")
 
 
-def _demo(database_url: str, ibm_url: str, fernet_keys: str, say: Say) -> None:
+def _demo(api_url: str, state_dir: Path, say: Say) -> None:
     """The demo job, on a thread so supervision goes on meanwhile."""
     from qjt.demo import run_demo  # noqa: PLC0415 (qiskit loads only when the demo runs)
 
     try:
-        run_demo(database_url, ibm_url, fernet_keys, say)
+        run_demo(api_url, state_dir, say)
     except Exception as exc:  # thread edge: the stack stays up whatever the demo does
         say(f"Demo: failed ({type(exc).__name__}: {exc})")
 

@@ -1,11 +1,11 @@
-"""The gateway's FastAPI application (routers arrive with the API issue)."""
+"""The gateway's FastAPI application: routers, errors, limits, lifecycle."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from qjt import __version__
@@ -13,44 +13,88 @@ from qjt.config import get_settings
 from qjt.db import open_pool
 from qjt.service import connect_bus
 from qjt.webapp import add_metrics_route
+from services.api.deps import Gateway
+from services.api.errors import install_error_handlers
+from services.api.routes import accounts, backends, jobs, overview
+from services.api.store import Store
+
+DESCRIPTION = """
+Submit jobs to IBM Quantum (or local Aer), follow them, and analyse backends.
+
+Authenticate with `Authorization: Bearer <API key>`; get a key by registering your IBM
+Quantum token at `POST /v1/accounts`. Every error has the shape
+`{"error": {"code", "message", "details"}}`, and the message names the problem.
+"""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    app.state.bus = await connect_bus(settings, "api")
-    app.state.pool = None
-    if settings.database_url:
-        app.state.pool = open_pool(settings.database_url, settings.db_pool_max)
-        await app.state.pool.open(wait=True, timeout=60)
+    if not settings.database_url:
+        raise RuntimeError("the API needs QJT_DATABASE_URL")
+    bus = await connect_bus(settings, "api")
+    pool = open_pool(settings.database_url, settings.db_pool_max)
+    await pool.open(wait=True, timeout=60)
+    app.state.gateway = Gateway.build(settings, Store(pool), bus)
     try:
         yield
     finally:
-        await app.state.bus.close()
-        if app.state.pool is not None:
-            await app.state.pool.close()
+        await bus.close()
+        await pool.close()
 
 
-app = FastAPI(
-    title="Quantum Job Tracker API",
-    version=__version__,
-    summary="Submit, track and analyse IBM Quantum jobs.",
-    lifespan=lifespan,
-)
-add_metrics_route(app)
+def create_app() -> FastAPI:
+    """The gateway app (the lifespan connects NATS and PostgreSQL)."""
+    app = FastAPI(
+        title="Quantum Job Tracker API",
+        version=__version__,
+        summary="Submit, track and analyse IBM Quantum jobs.",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    add_metrics_route(app)
+    for module in (accounts, backends, jobs, overview):
+        app.include_router(module.router)
 
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        limit = get_settings().api_max_body_bytes
+        declared = request.headers.get("content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > limit
+        if not too_large and declared is None and request.method in ("POST", "PUT", "PATCH"):
+            too_large = len(await request.body()) > limit  # chunked: count what arrived
+        if too_large:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "body_too_large",
+                        "message": f"request body is larger than {limit} bytes",
+                        "details": [],
+                    }
+                },
+                status_code=413,
+            )
+        return await call_next(request)
 
-@app.get("/healthz", tags=["health"], summary="Readiness of the gateway and its connections")
-async def healthz() -> JSONResponse:
-    checks = {"nats": bool(app.state.bus.connected), "database": app.state.pool is not None}
-    if app.state.pool is not None:
+    @app.get("/healthz", tags=["health"], summary="Readiness of the gateway and its connections")
+    async def healthz() -> JSONResponse:
+        gw: Gateway = app.state.gateway
+        checks = {"nats": bool(gw.bus.connected), "database": True}
         try:
-            async with app.state.pool.connection(timeout=2) as conn:
+            async with gw.store.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
         except Exception:  # a health probe reports failure instead of raising
             checks["database"] = False
-    healthy = all(checks.values())
-    return JSONResponse(
-        {"service": "api", "status": "ok" if healthy else "unavailable", "checks": checks},
-        status_code=200 if healthy else 503,
-    )
+        healthy = all(checks.values())
+        return JSONResponse(
+            {"service": "api", "status": "ok" if healthy else "unavailable", "checks": checks},
+            status_code=200 if healthy else 503,
+        )
+
+    return app
+
+
+app = create_app()

@@ -5,7 +5,7 @@ statuses of the backends it is the first of this replica's accounts to see, thei
 calibrations and configurations, its instance's open jobs, and its instance's usage,
 publishing only changes. Every client call runs on a dedicated thread pool; a failing
 account backs off on its own (exponentially, up to a minute) and never stalls the others.
-New registrations are picked up every 30 seconds. Replicas share the accounts through
+New registrations are picked up every `poll_accounts_s` (10 s by default). Replicas share the accounts through
 NATS KV leases (`leases.py`), so each account is polled by exactly one replica.
 """
 
@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from qjt.contracts import (
     FINAL_STATUSES,
+    InstanceBackends,
     InstanceUsage,
     JobCancelled,
     JobFailed,
@@ -55,7 +56,6 @@ IBM_SECONDS = Histogram("qjt_poller_ibm_call_seconds", "Client call latency", ["
 TRACKED_JOBS = Gauge("qjt_poller_tracked_jobs", "Open jobs being tracked")
 TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by this replica")
 BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
-RELOAD_S = 30.0
 MAX_BACKOFF_S = 60.0
 
 
@@ -75,6 +75,7 @@ class Poller:
         self.seen_by: dict[str, set[str]] = {}  # target key → backends its instance sees
         self.leased_backends: set[str] = set()  # the ones this replica polls
         self.trackers: dict[str, JobTracker] = {}
+        self.listed: dict[str, list[str]] = {}  # target key → backends its instance lists
 
     async def call(self, name: str, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking client call on the IBM thread pool, with metrics."""
@@ -167,8 +168,15 @@ class Poller:
         self.backend_owner = {b: k for b, k in self.backend_owner.items() if k in held}
 
     async def poll_backends(self, target: PollTarget, account: IbmAccount) -> None:
-        names = self.owned_backends(target, await self.call("backends", account.backend_names))
+        listed = await self.call("backends", account.backend_names)
         events: list[Message] = []
+        if self.listed.get(target.key) != sorted(listed):
+            events.append(
+                InstanceBackends(
+                    instance=target.instance, backends=sorted(listed), observed_at=datetime.now(UTC)
+                )
+            )
+        names = self.owned_backends(target, listed)
         for name in names:
             status = await self.call("status", account.status, name)
             if self.backends.status_changed(status):
@@ -178,6 +186,7 @@ class Poller:
                 if self.backends.config_changed(config):
                     events.append(config)
         await self.publish(events)
+        self.listed[target.key] = sorted(listed)
 
     async def poll_calibrations(self, target: PollTarget, account: IbmAccount) -> None:
         names = [
@@ -314,7 +323,7 @@ async def start(ctx: ServiceContext) -> None:
             try:
                 if time.monotonic() >= reload_at:
                     targets = {t.key: t for t in await load_targets(pool, vault)}
-                    reload_at = time.monotonic() + RELOAD_S
+                    reload_at = time.monotonic() + ctx.settings.poll_accounts_s
                 held = await leases.claim(sorted(targets))
                 poller.forget_targets_except(held)
                 seen = set().union(*(poller.seen_by.get(key, set()) for key in held))

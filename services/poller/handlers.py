@@ -16,6 +16,7 @@ from datetime import datetime
 
 from qjt.contracts import (
     FINAL_STATUSES,
+    JOB_TAG_PREFIX,
     BackendCalibration,
     BackendConfiguration,
     BackendStatus,
@@ -23,8 +24,6 @@ from qjt.contracts import (
     Primitive,
     stable_hash,
 )
-
-JOB_TAG_PREFIX = "qjt-job:"
 
 
 def job_id_for(ibm_job_id: str, tags: list[str]) -> str:

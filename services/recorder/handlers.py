@@ -17,6 +17,7 @@ from qjt.contracts import (
     BackendCalibration,
     BackendConfiguration,
     BackendStatus,
+    InstanceBackends,
     InstanceUsage,
     JobAccepted,
     JobCancelled,
@@ -55,6 +56,7 @@ class JobRow:
     running_at: datetime | None = None
     finished_at: datetime | None = None
     quantum_seconds: float | None = None
+    estimated_usage_seconds: float | None = None
 
     @property
     def status_rank(self) -> int:
@@ -98,6 +100,11 @@ def merge_job_rows(first: JobRow, second: JobRow) -> JobRow:
         quantum_seconds=(
             first.quantum_seconds if first.quantum_seconds is not None else second.quantum_seconds
         ),
+        estimated_usage_seconds=(
+            first.estimated_usage_seconds
+            if first.estimated_usage_seconds is not None
+            else second.estimated_usage_seconds
+        ),
     )
 
 
@@ -118,6 +125,7 @@ class Rows:
     qubit_calibration: list[tuple[Any, ...]] = field(default_factory=list)
     gate_calibration: list[tuple[Any, ...]] = field(default_factory=list)
     instance_usage: list[tuple[Any, ...]] = field(default_factory=list)
+    instance_backends: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in vars(self).values())
@@ -175,6 +183,10 @@ def rows_for(events: list[Message]) -> Rows:
                     event.usage_consumed_seconds,
                     event.usage_limit_seconds,
                 )
+            )
+        elif isinstance(event, InstanceBackends):
+            rows.instance_backends.extend(
+                (event.instance, event.observed_at, backend) for backend in event.backends
             )
         # Other messages on qjt.evt.> (recommendations) are not the recorder's to store.
     for row in rows.jobs:
@@ -236,6 +248,7 @@ def job_row(event: JobEvent) -> JobRow | None:
             ibm_job_id=event.ibm_job_id,
             instance=event.instance,
             submitted_at=event.occurred_at,
+            estimated_usage_seconds=event.estimated_usage_seconds,
         )
     if isinstance(event, JobStatusChanged):
         row = base(

@@ -29,7 +29,8 @@ CONNECT_TIMEOUT_S = 5.0
 JOB_COLUMNS = (
     "id", "user_id", "ibm_job_id", "backend", "instance", "primitive", "status", "status_rank",
     "shots", "num_circuits", "tags", "priority", "error", "created_at", "submitted_at",
-    "queued_at", "running_at", "finished_at", "quantum_seconds", "updated_at",
+    "queued_at", "running_at", "finished_at", "quantum_seconds", "estimated_usage_seconds",
+    "updated_at",
 )  # fmt: skip
 
 TEMP_TABLES = """
@@ -38,7 +39,8 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_jobs (
   status text, status_rank smallint, shots integer, num_circuits integer, tags text[],
   priority smallint, error text, created_at timestamptz, submitted_at timestamptz,
   queued_at timestamptz, running_at timestamptz, finished_at timestamptz,
-  quantum_seconds double precision, updated_at timestamptz) ON COMMIT DELETE ROWS;
+  quantum_seconds double precision, estimated_usage_seconds double precision,
+  updated_at timestamptz) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_job_events
   (LIKE job_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_job_results
@@ -53,6 +55,8 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_gate_calibration
   (LIKE gate_calibration INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS tmp_instance_usage
   (LIKE instance_usage INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS tmp_instance_backends
+  (LIKE instance_backends INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 """
 
 # Column lists for COPY into each temp table (and from there into the real table).
@@ -73,6 +77,7 @@ APPEND_ONLY = {
     ),
     "gate_calibration": ("backend", "calibrated_at", "gate", "qubits", "error", "duration_ns"),
     "instance_usage": ("instance", "observed_at", "usage_consumed_seconds", "usage_limit_seconds"),
+    "instance_backends": ("instance", "observed_at", "backend"),
 }  # fmt: skip
 
 INSERT_NEW_JOBS = f"""
@@ -100,6 +105,7 @@ UPDATE jobs AS j SET
   running_at = LEAST(j.running_at, t.running_at),
   finished_at = LEAST(j.finished_at, t.finished_at),
   quantum_seconds = COALESCE(j.quantum_seconds, t.quantum_seconds),
+  estimated_usage_seconds = COALESCE(j.estimated_usage_seconds, t.estimated_usage_seconds),
   updated_at = GREATEST(j.updated_at, t.updated_at)
 FROM tmp_jobs AS t WHERE j.id = t.id
 """

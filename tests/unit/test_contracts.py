@@ -17,6 +17,7 @@ from qjt.contracts import (
     CancelJob,
     ContractError,
     GateCalibration,
+    InstanceBackends,
     InstanceUsage,
     JobAccepted,
     JobCancelled,
@@ -104,6 +105,7 @@ SAMPLES: list[Message] = [
     InstanceUsage(
         instance="crn:v1:x", usage_consumed_seconds=12.5, usage_limit_seconds=600, observed_at=T
     ),
+    InstanceBackends(instance="crn:v1:x", backends=["ibm_kyiv", "ibm_sherbrooke"], observed_at=T),
     RecommendReply(request_id="r1", strategy="seed", recommendations=[]),
     PredictRequest(request_id="p1", backend="fake_kyiv"),
     PredictReply(
