@@ -135,3 +135,13 @@ def rotate_keys(database_url: str, vault: Vault) -> int:
                 (vault.rotate(bytes(ciphertext)), credential_id),
             )
     return len(rows)
+
+
+def set_role(database_url: str, user_id: str, role: str) -> None:
+    """Make a registered user `ops` (sees every job) or a plain `user` again."""
+    if role not in ("user", "ops"):
+        raise RegistrationError(f"unknown role {role!r}; use 'user' or 'ops'")
+    with psycopg.connect(database_url) as conn:
+        updated = conn.execute("UPDATE users SET role = %s WHERE id = %s", (role, user_id))
+        if updated.rowcount == 0:
+            raise RegistrationError(f"no registered user {user_id!r}")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from qjt import devstack
-from qjt.accounts import RegistrationError, register, rotate_keys
+from qjt.accounts import RegistrationError, register, rotate_keys, set_role
 from qjt.config import get_settings
 from qjt.contracts import json_schemas
 from qjt.db import MigrationError, has_timescaledb, migrate
@@ -102,6 +102,20 @@ def _cmd_account_rotate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_account_role(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.database_url:
+        print("QJT_DATABASE_URL is not set")
+        return 2
+    try:
+        set_role(settings.database_url, args.user_id, args.role)
+    except RegistrationError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"user {args.user_id[:12]}… now has the {args.role} role")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjt", description="Quantum Job Tracker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     account_sub.add_parser(
         "rotate-keys", help="re-encrypt stored tokens with the newest QJT_FERNET_KEYS key"
     ).set_defaults(func=_cmd_account_rotate)
+
+    p_role = account_sub.add_parser(
+        "set-role", help="give a user the ops role (sees every job) or back to user"
+    )
+    p_role.add_argument("user_id", help="the user's id (SHA-256 of their IBM token)")
+    p_role.add_argument("role", choices=["user", "ops"])
+    p_role.set_defaults(func=_cmd_account_role)
 
     p_schema = sub.add_parser("schema", help="write JSON Schema of every message")
     p_schema.add_argument("--out", default="docs/schemas", help="output folder")

@@ -61,6 +61,13 @@ class Faults(BaseModel):
     rate_drop: float = Field(0.0, ge=0, le=1, description="Share of connections dropped.")
     job_error_rate: float = Field(0.0, ge=0, le=1, description="Share of jobs ending in ERROR.")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After on a 429.")
+    job_create_answer_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=600_000,
+        description="Hold the answer to a job submission this long after the job was created "
+        "(IBM accepted it, the caller has not heard yet).",
+    )
 
 
 class HistorySpec(BaseModel):
@@ -211,6 +218,18 @@ class FaultInjector:
                 }
             )
             raise ConnectionAbortedError("injected dropped connection")
+        if faults.job_create_answer_delay_ms and scope["method"] == "POST" and (
+            scope["path"].rstrip("/") == "/api/v1/jobs"
+        ):
+            delay_s = faults.job_create_answer_delay_ms / 1000
+
+            async def late_send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    await asyncio.sleep(delay_s)
+                await send(message)
+
+            await self.app(scope, receive, late_send)
+            return
         await self.app(scope, receive, send)
 
 

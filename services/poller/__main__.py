@@ -5,8 +5,10 @@ statuses of the backends it is the first of this replica's accounts to see, thei
 calibrations and configurations, its instance's open jobs, and its instance's usage,
 publishing only changes. Every client call runs on a dedicated thread pool; a failing
 account backs off on its own (exponentially, up to a minute) and never stalls the others.
-New registrations are picked up every `poll_accounts_s` (10 s by default). Replicas share the accounts through
-NATS KV leases (`leases.py`), so each account is polled by exactly one replica.
+New registrations are picked up every `poll_accounts_s` (10 s by default). Jobs this
+system submits are tracked from the `job.submitted` event on, and a sweep of recently
+finished jobs catches any job that began and ended between two polls. Replicas share
+the accounts through NATS KV leases (`leases.py`), so each account is polled by exactly one replica.
 """
 
 from __future__ import annotations
@@ -23,16 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
 from qjt.contracts import (
     FINAL_STATUSES,
+    JOB_TAG_PREFIX,
+    ContractError,
     InstanceBackends,
     InstanceUsage,
     JobCancelled,
     JobFailed,
     JobResult,
+    JobSubmitted,
     Message,
+    parse_message,
 )
 from qjt.service import ServiceContext, run_service
 from qjt.vault import Vault
@@ -57,6 +64,7 @@ TRACKED_JOBS = Gauge("qjt_poller_tracked_jobs", "Open jobs being tracked")
 TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by this replica")
 BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
 MAX_BACKOFF_S = 60.0
+SWEEP_MARGIN_S = 300.0
 
 
 class PollError(RuntimeError):
@@ -140,6 +148,7 @@ class Poller:
             ("jobs", self.settings.poll_jobs_s, self.poll_jobs),
             ("calibration", self.settings.poll_calibration_s, self.poll_calibrations),
             ("usage", self.settings.poll_usage_s, self.poll_usage),
+            ("finished", self.settings.poll_jobs_s * 2, self.poll_finished),
         )
         failures: list[str] = []
         for name, interval, poll in schedule:
@@ -221,7 +230,7 @@ class Poller:
         await self.observe(tracker, account, pending)
         for job in tracker.left_pending({j.ibm_job_id for j in pending}):
             await self.finish(tracker, account, await self.call("job", account.job, job.ibm_job_id))
-        tracker.forget_final()
+        tracker.forget_final(time.monotonic())
         TRACKED_JOBS.set(sum(len(t.known) for t in self.trackers.values()))
 
     async def observe(self, tracker: JobTracker, account: IbmAccount, jobs: list[IbmJob]) -> None:
@@ -292,7 +301,35 @@ class Poller:
         tracker = self.tracker(target)
         for job in await self.call("jobs", account.jobs, False, since):
             await self.finish(tracker, account, job)
-        tracker.forget_final()
+        tracker.forget_final(time.monotonic())
+
+    async def poll_finished(self, target: PollTarget, account: IbmAccount) -> None:
+        """Jobs that began and ended between two polls (never seen pending): their end."""
+        since = datetime.now(UTC) - timedelta(
+            seconds=self.settings.poll_jobs_s * 4 + SWEEP_MARGIN_S
+        )
+        tracker = self.tracker(target)
+        listed = await self.call("jobs", account.jobs, False, since)
+        for job in tracker.unfinished([_seen(j) for j in listed]):
+            await self.finish(
+                tracker, account, next(j for j in listed if j.ibm_job_id == job.ibm_job_id)
+            )
+        tracker.forget_final(time.monotonic())
+
+    def expect_submitted(self, event: JobSubmitted) -> None:
+        """Track a job this system submitted from the moment IBM accepted it."""
+        for tracker in self.trackers.values():
+            if tracker.instance == event.instance and tracker.user_id == event.user_id:
+                tracker.expect(
+                    SeenJob(
+                        event.ibm_job_id,
+                        event.backend,
+                        "INITIALIZING",
+                        event.occurred_at,
+                        (f"{JOB_TAG_PREFIX}{event.job_id}",),
+                        None,
+                    )
+                )
 
 
 def _with_status(job: SeenJob, status: str) -> SeenJob:
@@ -351,6 +388,17 @@ async def start(ctx: ServiceContext) -> None:
         await leases.release_all()
         poller.threads.shutdown(wait=False, cancel_futures=True)
 
+    async def on_submitted(msg: Msg) -> None:
+        try:
+            event = parse_message(msg.data)
+        except ContractError:
+            return  # the recorder dead-letters unreadable events
+        if isinstance(event, JobSubmitted) and event.instance:
+            poller.expect_submitted(event)
+
+    # A plain subscription: every replica hears every submission and keeps the ones of the
+    # accounts it polls; one missed (replica restarting) is found by the finished sweep.
+    await ctx.bus.nc.subscribe("qjt.evt.job.submitted", cb=on_submitted)
     ctx.spawn(keep_targets_current(), name="poller")
 
 

@@ -86,6 +86,16 @@ class JobTracker:
     user_id: str
     instance: str
     known: dict[str, SeenJob] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)  # IBM id → when (monotonic s)
+
+    def expect(self, job: SeenJob) -> None:
+        """A job this system just submitted: track it even if it ends before the next poll."""
+        if job.ibm_job_id not in self.known and job.ibm_job_id not in self.finished:
+            self.known[job.ibm_job_id] = job
+
+    def unfinished(self, jobs: list[SeenJob]) -> list[SeenJob]:
+        """Final jobs whose end this tracker has not published yet."""
+        return [j for j in jobs if j.ibm_job_id not in self.finished]
 
     def observe(
         self, jobs: list[SeenJob], status_at: dict[str, datetime]
@@ -108,8 +118,13 @@ class JobTracker:
             if job.status not in FINAL_STATUSES and job_id not in pending_ids
         ]
 
-    def forget_final(self) -> None:
+    def forget_final(self, now_s: float, keep_s: float = 3600.0) -> None:
+        """Stop tracking final jobs; remember their ids for `keep_s` so sweeps skip them."""
+        for job_id, job in self.known.items():
+            if job.status in FINAL_STATUSES:
+                self.finished[job_id] = now_s
         self.known = {k: v for k, v in self.known.items() if v.status not in FINAL_STATUSES}
+        self.finished = {k: t for k, t in self.finished.items() if now_s - t < keep_s}
 
     def status_event(self, job: SeenJob, status_at: datetime) -> JobStatusChanged:
         return JobStatusChanged(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 from typing import Any
 
 import anyio
@@ -25,9 +26,9 @@ from services.submitter.handlers import Ports, cancel_job, submit_job
 from services.submitter.ibm import Credential, IbmJobRef, IbmRuntime
 from services.submitter.ledger import Ledger
 
+log = logging.getLogger("qjt.submitter")
 COMMANDS = Counter("qjt_submitter_commands_total", "Commands handled", ["command", "outcome"])
 BATCH = 8
-ACK_WAIT_S = 120.0
 
 
 class ThreadedIbm:
@@ -61,6 +62,7 @@ class LocalAer:
 
 async def handle(command: Message, ctx: ServiceContext, ports: Ports) -> None:
     """One command: its events are published before the bus acks it."""
+    log.info("%s for job %s", command.type, getattr(command, "job_id", "?"))
     if isinstance(command, SubmitJob):
         events = await submit_job(command, ports)
     elif isinstance(command, CancelJob):
@@ -71,6 +73,12 @@ async def handle(command: Message, ctx: ServiceContext, ports: Ports) -> None:
     COMMANDS.labels(command.type, outcome).inc()
     if events:
         await ctx.bus.publish_many(events)
+    log.info(
+        "%s for job %s handled: %s",
+        command.type,
+        getattr(command, "job_id", "?"),
+        ", ".join(e.type for e in events) or "nothing to publish",
+    )
 
 
 async def handle_batch(batch: list[Message], ctx: ServiceContext, ports: Ports) -> None:
@@ -89,7 +97,6 @@ async def start(ctx: ServiceContext) -> None:
     spec = dataclasses.replace(
         ctx.bus.consumer_spec(CMD_STREAM, "submitter", "qjt.cmd.job.>"),
         batch=BATCH,
-        ack_wait_s=max(ctx.settings.ack_wait_s, ACK_WAIT_S),
     )
     consumer = await ctx.bus.consumer(spec, functools.partial(handle_batch, ctx=ctx, ports=ports))
     ctx.run_consumer(consumer)

@@ -119,6 +119,13 @@ async def submit_job(command: SubmitJob, ports: Ports) -> list[Message]:
         return [_failed(command, f"IBM refused the job: {exc}")]
     except IbmUnavailable as exc:
         return [_failed(command, f"IBM unavailable after {IBM_ATTEMPTS} attempts: {exc}")]
+    log.info(
+        "job %s is IBM job %s on %s",
+        command.job_id,
+        ref.ibm_job_id,
+        ref.backend or command.backend,
+        extra={"job_id": command.job_id},
+    )
     events: list[Message] = [
         JobSubmitted(
             job_id=command.job_id,

@@ -53,10 +53,28 @@ def test_jobs_that_leave_the_pending_list_are_looked_up_once() -> None:
     tracker.observe([seen("i1", "QUEUED"), seen("i2", "RUNNING")], {})
     assert [j.ibm_job_id for j in tracker.left_pending({"i2"})] == ["i1"]
     tracker.observe([seen("i1", "DONE")], {})
-    tracker.forget_final()
+    tracker.forget_final(0.0)
     assert set(tracker.known) == {"i2"}
 
 
 def test_jobs_submitted_here_keep_their_id_others_use_ibms() -> None:
     assert job_id_for("ibm-123", ["user:abc", "qjt-job:7f3c"]) == "7f3c"
     assert job_id_for("ibm-123", ["team-x"]) == "ibm-123"
+
+
+def test_a_submitted_job_that_ends_before_any_poll_is_still_looked_up_once() -> None:
+    tracker = JobTracker("user-a", "crn:x")
+    tracker.expect(seen("i9", "INITIALIZING"))
+    # Never in the pending list: it left pending, so its final state is fetched.
+    assert [j.ibm_job_id for j in tracker.left_pending(set())] == ["i9"]
+    tracker.observe([seen("i9", "DONE")], {})
+    tracker.forget_final(100.0)
+    assert tracker.known == {}
+    # Sweeps of recently finished jobs skip it from now on; other finished jobs are new.
+    assert [j.ibm_job_id for j in tracker.unfinished([seen("i9", "DONE"), seen("e1", "DONE")])] == [
+        "e1"
+    ]
+    tracker.expect(seen("i9", "INITIALIZING"))  # a late duplicate event changes nothing
+    assert tracker.known == {}
+    tracker.forget_final(100.0 + 7200)
+    assert tracker.finished == {}
