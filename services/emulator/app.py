@@ -218,8 +218,10 @@ class FaultInjector:
                 }
             )
             raise ConnectionAbortedError("injected dropped connection")
-        if faults.job_create_answer_delay_ms and scope["method"] == "POST" and (
-            scope["path"].rstrip("/") == "/api/v1/jobs"
+        if (
+            faults.job_create_answer_delay_ms
+            and scope["method"] == "POST"
+            and (scope["path"].rstrip("/") == "/api/v1/jobs")
         ):
             delay_s = faults.job_create_answer_delay_ms / 1000
 
