@@ -15,25 +15,20 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from qjt.db import create_database, drop_database, migrate, with_database
-from qjt.devstack import NatsServer
+from qjt.devstack import stop_process
 from qjt.ibm import runtime_service
-from qjt.vault import user_id_for
 from services.emulator.accounts import crn_for
-from tests.conftest import RUN_ID, EmulatorProcess
-from tests.helpers.stack import ServiceStack, wait_until
+from tests.e2e.conftest import TOKEN_A, TOKEN_B, Gateway
+from tests.helpers.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
-TOKEN_A = "qjt-emulator-demo-key"
-TOKEN_B = "qjt-emulator-second-key"
 OPEN = crn_for("a1b2c3demo", "0001-open", private=False)
 BELL = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
@@ -42,85 +37,6 @@ BELL = (
 BELL_NO_MEASURE = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\ncx q[0], q[1];\n'
 ZZ = [[{"pauli": "ZZ", "coefficient": 1.0}]]
 SMALL_BACKEND = "ibmq_manila"  # 5 qubits, in both demo accounts
-
-
-class User:
-    """An HTTP client registered with one IBM token."""
-
-    def __init__(self, base_url: str, token: str) -> None:
-        self.token = token
-        self.user_id = user_id_for(token)
-        answer = httpx.post(f"{base_url}/v1/accounts", json={"token": token}, timeout=60)
-        assert answer.status_code == 201, answer.text
-        self.api_key: str = answer.json()["api_key"]
-        self.registration = answer.json()
-        self.http = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30
-        )
-
-    def quickest_backend(self) -> str:
-        """The least busy backend now (queues follow the hour of day in the emulator)."""
-        backends = self.http.get("/v1/backends").json()
-        return str(next(b["name"] for b in backends if b["least_busy"]))
-
-    def submit(self, **body: Any) -> str:
-        answer = self.http.post("/v1/jobs", json=body)
-        assert answer.status_code == 202, answer.text
-        return str(answer.json()["job_id"])
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        answer = self.http.get(f"/v1/jobs/{job_id}")
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
-
-    def wait_status(self, job_id: str, status: str, timeout_s: float = 120) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
-            job = self.job(job_id)
-            if job["status"] == status and (status != "Completed" or job["result"]):
-                return job
-            assert job["status"] not in {"Failed", "Cancelled", "Completed"} - {status}, job
-            return None
-
-        try:
-            return dict(wait_until(done, timeout_s, f"job {job_id} {status}"))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; the job now: {self.job(job_id)}") from None
-
-
-class Gateway:
-    def __init__(self, stack: ServiceStack, emulator: EmulatorProcess) -> None:
-        self.stack = stack
-        self.emulator = emulator
-        self.a = User(stack.api_url, TOKEN_A)
-        self.b = User(stack.api_url, TOKEN_B)
-        for user in (self.a, self.b):
-            wait_until(
-                lambda u=user: any(  # type: ignore[misc]
-                    b["least_busy"] for b in u.http.get("/v1/backends").json()
-                ),
-                90,
-                "the poller listing the user's backends",
-            )
-        self.responses: list[str] = []
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("gateway")
-    # Queues move in real seconds at 60x, so a job on a busy backend stays queued a while.
-    emulator = EmulatorProcess(speedup=60.0, seed=11)
-    nats = NatsServer(root / "nats").start()
-    database = with_database(postgres_server, f"qjt_test_{RUN_ID}_gw_{uuid.uuid4().hex[:6]}")
-    create_database(database)
-    migrate(database)
-    stack = ServiceStack(nats=nats, database=database, ibm_url=emulator.url, log_dir=root / "logs")
-    try:
-        yield Gateway(stack, emulator)
-    finally:
-        stack.stop()
-        nats.stop()
-        emulator.stop()
-        drop_database(database)
 
 
 # -- jobs through HTTP ------------------------------------------------------------------
@@ -498,6 +414,30 @@ def test_body_too_large_and_bad_queries_are_refused(gateway: Gateway) -> None:
     assert a.http.get("/v1/jobs", params={"status": "Sleeping"}).status_code == 422
     assert a.http.get("/v1/jobs", params={"cursor": "bm90LWEtY3Vyc29y"}).status_code == 422
     assert a.http.get("/v1/jobs/nope").status_code == 404
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(gateway: Gateway) -> None:
+    stack, a, b = gateway.stack, gateway.a, gateway.b
+    stop_process(stack.procs["api"], 20)
+    proc = stack.start("api", env={"QJT_API_RATE_LIMIT": "5/minute"})
+    limited_url = stack.api_url
+    try:
+        stack.wait_healthy("api")
+        headers_a = {"Authorization": f"Bearer {a.api_key}"}
+        answers = [httpx.get(f"{limited_url}/v1/backends", headers=headers_a) for _ in range(6)]
+        assert [r.status_code for r in answers] == [200] * 5 + [429]
+        refused = answers[-1]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert "rate limit of 5 per 1 minute" in refused.json()["error"]["message"]
+        # Another key has its own budget.
+        headers_b = {"Authorization": f"Bearer {b.api_key}"}
+        assert httpx.get(f"{limited_url}/v1/backends", headers=headers_b).status_code == 200
+    finally:
+        stop_process(proc, 20)
+        stack.start("api")
+        stack.wait_healthy("api")
+        for user in (a, b):
+            user.http.base_url = httpx.URL(stack.api_url)
 
 
 # -- crash safety ----------------------------------------------------------------------------

@@ -234,7 +234,16 @@ def job_filter(  # noqa: PLR0917 (query parameters)
 FilterDep = Annotated[JobFilter, Depends(job_filter)]
 
 
-@router.get("", summary="List your jobs, newest first, with filters and keyset pagination")
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "`user` names someone else (ops only)"}
+}
+
+
+@router.get(
+    "",
+    summary="List your jobs, newest first, with filters and keyset pagination",
+    responses=FORBIDDEN,
+)
 async def list_jobs(
     gw: GatewayDep,
     where: FilterDep,
@@ -265,7 +274,8 @@ EXPORT_COLUMNS = [name for name in JobOut.model_fields]
         200: {
             "description": "The jobs; `X-Export-Truncated: true` if the row cap was reached",
             "content": {"text/csv": {}, "application/json": {}},
-        }
+        },
+        **FORBIDDEN,
     },
 )
 async def export_jobs(
