@@ -1,9 +1,10 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import bus, emulator, poller, recorder
+from bench import api, bus, emulator, poller, recorder
 
 if __name__ == "__main__":
     bus.main()
     emulator.main()
     recorder.main()
     poller.main()
+    api.main()

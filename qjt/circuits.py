@@ -32,7 +32,6 @@ class CircuitSummary:
 
     num_qubits: int
     num_clbits: int
-    depth: int
     has_measurements: bool
 
 
@@ -84,11 +83,10 @@ def _qasm_message(exc: BaseException, version: int) -> str:
 
 
 def summarize(circuit: QuantumCircuit) -> CircuitSummary:
-    """Width, depth and whether the circuit measures anything."""
+    """Width and whether the circuit measures anything."""
     return CircuitSummary(
         num_qubits=circuit.num_qubits,
         num_clbits=circuit.num_clbits,
-        depth=circuit.depth(),
         has_measurements=any(inst.operation.name == "measure" for inst in circuit.data),
     )
 

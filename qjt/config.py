@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         ".qjt", description="Where `qjt up` keeps NATS/PostgreSQL data and logs."
     )
     api_port: int = Field(8000, ge=1, le=65535, description="API gateway port under `qjt up`.")
+    api_workers: int = Field(
+        1, ge=1, description="API server processes (each with its own pool and caches)."
+    )
     api_rate_limit: str = Field(
         "1200/minute", description="Requests per API key (`limits` notation, e.g. 20/second)."
     )

@@ -150,14 +150,19 @@ def reachable(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def open_pool(url: str, max_size: int = 10) -> AsyncConnectionPool:
-    """An async pool; open it with `await pool.open()` inside the event loop."""
+def open_pool(url: str, max_size: int = 10, *, autocommit: bool = False) -> AsyncConnectionPool:
+    """An async pool; open it with `await pool.open()` inside the event loop.
+
+    `autocommit` connections run each statement on its own (no BEGIN/COMMIT round trips
+    around a read); `conn.transaction()` still groups writes.
+    """
     return AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
         name="qjt",
+        kwargs={"autocommit": autocommit},
         # A server restart leaves dead connections in the pool: check before handing out.
         check=AsyncConnectionPool.check_connection,
         reconnect_timeout=3600,

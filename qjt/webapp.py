@@ -18,8 +18,8 @@ def add_metrics_route(app: FastAPI) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def run_http(app_path: str, name: str, default_port: int) -> None:
-    """Serve an ASGI app with uvicorn, which drains requests on SIGTERM."""
+def run_http(app_path: str, name: str, default_port: int, workers: int = 1) -> None:
+    """Serve an ASGI app with uvicorn (in `workers` processes), which drains on SIGTERM."""
     settings: Settings = get_settings()
     configure_logging(name, settings.log_level)
     uvicorn.run(
@@ -29,4 +29,5 @@ def run_http(app_path: str, name: str, default_port: int) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        workers=workers,
     )

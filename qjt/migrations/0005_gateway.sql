@@ -3,7 +3,11 @@
 -- IBM's usage estimate for a job, given when the job is created (billed time is
 -- quantum_seconds, known when it finishes).
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS estimated_usage_seconds double precision;
+-- The API's per-user filters, so a filter that matches few (or no) jobs is still an index
+-- range, not a walk through everyone's jobs.
 CREATE INDEX IF NOT EXISTS jobs_user_status_created ON jobs (user_id, status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_user_backend_created ON jobs (user_id, backend, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS jobs_user_priority_created ON jobs (user_id, priority, created_at DESC, id DESC);
 
 -- Which backends each instance may use, as the poller saw them (one row per backend
 -- per observation; the newest observation of an instance is its current list).

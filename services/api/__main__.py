@@ -4,4 +4,5 @@ from qjt.config import get_settings
 from qjt.webapp import run_http
 
 if __name__ == "__main__":
-    run_http("services.api.app:app", "api", get_settings().api_port)
+    settings = get_settings()
+    run_http("services.api.app:app", "api", settings.api_port, workers=settings.api_workers)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qjt import __version__
 from qjt.config import get_settings
@@ -33,7 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.database_url:
         raise RuntimeError("the API needs QJT_DATABASE_URL")
     bus = await connect_bus(settings, "api")
-    pool = open_pool(settings.database_url, settings.db_pool_max)
+    pool = open_pool(settings.database_url, settings.db_pool_max, autocommit=True)
     await pool.open(wait=True, timeout=60)
     app.state.gateway = Gateway.build(settings, Store(pool), bus)
     try:
@@ -41,6 +42,58 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await bus.close()
         await pool.close()
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes gets a 413 before any handler runs.
+
+    A declared Content-Length is checked at once; a chunked body is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self.too_large(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodyTooLarge:
+            await self.too_large(send)
+
+    async def too_large(self, send: Send) -> None:
+        body = {
+            "error": {
+                "code": "body_too_large",
+                "message": f"request body is larger than {self.limit} bytes",
+                "details": [],
+            }
+        }
+        await JSONResponse(body, status_code=413)({"type": "http"}, _nothing, send)
+
+
+class BodyTooLarge(Exception):
+    """A chunked body went over the limit."""
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def create_app() -> FastAPI:
@@ -57,27 +110,7 @@ def create_app() -> FastAPI:
     for module in (accounts, backends, jobs, overview):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        limit = get_settings().api_max_body_bytes
-        declared = request.headers.get("content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > limit
-        if not too_large and declared is None and request.method in ("POST", "PUT", "PATCH"):
-            too_large = len(await request.body()) > limit  # chunked: count what arrived
-        if too_large:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "body_too_large",
-                        "message": f"request body is larger than {limit} bytes",
-                        "details": [],
-                    }
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=get_settings().api_max_body_bytes)
 
     @app.get("/healthz", tags=["health"], summary="Readiness of the gateway and its connections")
     async def healthz() -> JSONResponse:

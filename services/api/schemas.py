@@ -114,6 +114,8 @@ class BackendOut(BaseModel):
     least_busy: bool = Field(description="Fewest pending jobs among operational backends.")
     private: bool = Field(description="Reached through a private (dedicated) instance.")
     instances: list[str]
+    private_instances: list[str] = Field(description="Those of `instances` that are private.")
+    max_shots: int | None
     observed_at: datetime | None
 
 
@@ -153,7 +155,6 @@ class BackendDetail(BackendOut):
     """Configuration, calibration summary and readiness."""
 
     basis_gates: list[str]
-    max_shots: int | None
     coupling_map: list[list[int]]
     simulator: bool
     processor_type: str | None

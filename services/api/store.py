@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -23,6 +24,40 @@ from qjt.contracts import DISPLAY_STATUS, STATUS_RANK
 
 KEY_PREFIX = "qjt_"
 Row = dict[str, Any]
+T = TypeVar("T")
+
+# How long a replica reuses what it read: who an API key belongs to, and which backends a
+# user's instances offer (the poller refreshes backend state every few seconds anyway).
+# A key revoked through another replica stops working there within PRINCIPAL_TTL_S.
+PRINCIPAL_TTL_S = 10.0
+BACKENDS_TTL_S = 2.0
+
+
+class TtlCache(Generic[T]):
+    """A small per-process cache whose entries expire `ttl_s` after they were read."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, T]] = {}
+
+    def get(self, key: str) -> T | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: T) -> T:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl_s, value)
+        return value
+
+    def drop(self, key: str | None = None) -> None:
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
 
 
 def hash_key(api_key: str) -> str:
@@ -119,6 +154,8 @@ class Store:
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        self.principals: TtlCache[Principal] = TtlCache(PRINCIPAL_TTL_S)
+        self.backend_lists: TtlCache[list[Row]] = TtlCache(BACKENDS_TTL_S)
 
     async def _all(self, sql: str, params: Any = None) -> list[Row]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -132,6 +169,9 @@ class Store:
     # -- API keys -------------------------------------------------------------
 
     async def principal(self, key_hash: str) -> Principal | None:
+        cached = self.principals.get(key_hash)
+        if cached is not None:
+            return cached
         row = await self._one(
             """SELECT k.id, k.user_id, u.role,
                       (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
@@ -146,7 +186,8 @@ class Store:
             await self._all(
                 "UPDATE api_keys SET last_used_at = now() WHERE id = %s RETURNING id", (row["id"],)
             )
-        return Principal(key_id=int(row["id"]), user_id=str(row["user_id"]), role=str(row["role"]))
+        who = Principal(key_id=int(row["id"]), user_id=str(row["user_id"]), role=str(row["role"]))
+        return self.principals.put(key_hash, who)
 
     async def create_api_key(self, user_id: str, name: str) -> tuple[str, Row]:
         key = new_api_key()
@@ -166,6 +207,7 @@ class Store:
         )
 
     async def revoke_api_key(self, user_id: str, key_id: int) -> bool:
+        self.principals.drop()  # this replica forgets every key at once
         row = await self._one(
             """UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
                WHERE id = %s AND user_id = %s RETURNING id""",
@@ -200,6 +242,7 @@ class Store:
         )
 
     async def enable_instance(self, user_id: str, crn: str) -> bool:
+        self.backend_lists.drop(user_id)
         """Enable an instance the token can use; False if it cannot."""
         row = await self._one(
             """INSERT INTO ibm_instances (credential_id, crn, is_private, plan)
@@ -213,6 +256,7 @@ class Store:
         return row is not None
 
     async def disable_instance(self, user_id: str, crn: str) -> bool:
+        self.backend_lists.drop(user_id)
         row = await self._one(
             """DELETE FROM ibm_instances i USING ibm_credentials c
                WHERE c.id = i.credential_id AND c.user_id = %s AND i.crn = %s RETURNING i.crn""",
@@ -224,7 +268,10 @@ class Store:
 
     async def backends(self, user_id: str) -> list[Row]:
         """Backends of the user's enabled instances, with their latest status and size."""
-        return await self._all(
+        cached = self.backend_lists.get(user_id)
+        if cached is not None:
+            return cached
+        rows = await self._all(
             """WITH mine AS (
                  SELECT i.crn, bool_or(i.is_private) AS private
                  FROM ibm_credentials c JOIN ibm_instances i ON i.credential_id = c.id
@@ -237,22 +284,26 @@ class Store:
                  JOIN instance_backends b ON b.instance = m.crn AND b.observed_at = last.at
                )
                SELECT l.backend AS name, array_agg(l.crn ORDER BY l.crn) AS instances,
+                      COALESCE(array_agg(l.crn ORDER BY l.crn) FILTER (WHERE l.private), '{}')
+                        AS private_instances,
                       bool_or(l.private) AS private,
-                      s.operational, s.status_msg, s.pending_jobs, s.observed_at, c.num_qubits
+                      s.operational, s.status_msg, s.pending_jobs, s.observed_at, c.num_qubits,
+                      c.max_shots
                FROM listed l
                LEFT JOIN LATERAL (
                  SELECT operational, status_msg, pending_jobs, observed_at FROM backend_status
                  WHERE backend = l.backend ORDER BY observed_at DESC LIMIT 1
                ) s ON TRUE
                LEFT JOIN LATERAL (
-                 SELECT num_qubits FROM backend_config
+                 SELECT num_qubits, max_shots FROM backend_config
                  WHERE backend = l.backend ORDER BY observed_at DESC LIMIT 1
                ) c ON TRUE
                GROUP BY l.backend, s.operational, s.status_msg, s.pending_jobs, s.observed_at,
-                        c.num_qubits
+                        c.num_qubits, c.max_shots
                ORDER BY l.backend""",
             (user_id,),
         )
+        return self.backend_lists.put(user_id, rows)
 
     async def backend_config(self, name: str) -> Row | None:
         return await self._one(
@@ -316,7 +367,12 @@ class Store:
         )
 
     async def insert_submission(self, conn: AsyncConnection[Any], values: Row) -> bool:
-        """Record an accepted request in the caller's transaction; False if the key was used."""
+        """Record an accepted request in the caller's transaction; False if the key was used.
+
+        The commit does not wait for the WAL flush: the job itself is already durable in
+        JetStream when this commits, and waiting for the disk would double the latency.
+        """
+        await conn.execute("SET LOCAL synchronous_commit = off")
         cur = await conn.execute(
             """INSERT INTO submissions (job_id, user_id, idempotency_key, request_hash, primitive,
                  backend, instance, shots, num_circuits, tags, priority)

@@ -140,17 +140,14 @@ async def plan(
             f"a circuit uses {width} qubits but {name} has {chosen.num_qubits}",
             "circuit_too_wide",
         )
-    config = await gw.store.backend_config(name)
-    if config and body.shots is not None and body.shots > config["max_shots"]:
+    if chosen.max_shots is not None and body.shots is not None and body.shots > chosen.max_shots:
         raise invalid(
-            "shots", f"{body.shots} shots is more than {name} allows ({config['max_shots']})"
+            "shots", f"{body.shots} shots is more than {name} allows ({chosen.max_shots})"
         )
-    return Plan(name, await pick_instance(gw, who, chosen, body.instance), observables)
+    return Plan(name, pick_instance(chosen, body.instance), observables)
 
 
-async def pick_instance(
-    gw: Gateway, who: Principal, backend: BackendOut, wanted: str | None
-) -> str:
+def pick_instance(backend: BackendOut, wanted: str | None) -> str:
     """The requested instance if it offers the backend; else a private one first."""
     if wanted is not None:
         if wanted not in backend.instances:
@@ -160,8 +157,7 @@ async def pick_instance(
                 f"{', '.join(backend.instances)}",
             )
         return wanted
-    private = {r["crn"] for r in await gw.store.instances(who.user_id) if r["private"]}
-    return sorted(backend.instances, key=lambda crn: (crn not in private, crn))[0]
+    return (backend.private_instances or backend.instances)[0]
 
 
 async def recommend(
@@ -205,6 +201,11 @@ async def recommend(
     return reply.recommendations
 
 
+INLINE_PARSE_CHARS = 20_000
+
+
 async def checked(body: SubmitRequest, max_shots: int, max_circuits: int) -> list[CircuitSummary]:
-    """`check_request` off the event loop (parsing big circuits takes CPU)."""
+    """`check_request`, off the event loop when the circuits are big enough to take CPU."""
+    if sum(len(c) for c in body.circuits) <= INLINE_PARSE_CHARS:
+        return check_request(body, max_shots, max_circuits)  # well under a millisecond
     return await anyio.to_thread.run_sync(check_request, body, max_shots, max_circuits)

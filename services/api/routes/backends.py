@@ -47,6 +47,8 @@ def backend_rows_to_out(rows: list[dict[str, Any]]) -> list[BackendOut]:
             least_busy=r["name"] == least,
             private=bool(r["private"]),
             instances=list(r["instances"]),
+            private_instances=list(r["private_instances"]),
+            max_shots=r["max_shots"],
             observed_at=r["observed_at"],
         )
         for r in rows
@@ -135,7 +137,6 @@ async def backend_detail(name: str, who: PrincipalDep, gw: GatewayDep) -> Backen
     return BackendDetail(
         **backend.model_dump(),
         basis_gates=list(config.get("basis_gates") or []),
-        max_shots=config.get("max_shots"),
         coupling_map=[list(pair) for pair in config.get("coupling_map") or []],
         simulator=bool(config.get("simulator", False)),
         processor_type=config.get("processor_type"),
