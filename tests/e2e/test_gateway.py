@@ -260,13 +260,17 @@ def test_another_users_job_is_invisible_until_ops(gateway: Gateway) -> None:
     )
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     try:
+        # A replica reuses who a key belongs to for up to 10 s.
+        wait_until(lambda: b.http.get(f"/v1/jobs/{job_id}").status_code == 200, 15, "the ops role")
         assert b.http.get(f"/v1/jobs/{job_id}").json()["user_id"] == a.user_id
         mine = b.http.get("/v1/jobs", params={"tag": tag, "user": a.user_id}).json()["jobs"]
         assert [j["id"] for j in mine] == [job_id]
         assert b.http.get("/v1/accounts/me").json()["role"] == "ops"
     finally:
         gateway.stack.rows("UPDATE users SET role = 'user' WHERE id = %s RETURNING id", b.user_id)
-    assert b.http.get(f"/v1/jobs/{job_id}").status_code == 404
+    wait_until(
+        lambda: b.http.get(f"/v1/jobs/{job_id}").status_code == 404, 15, "the user role again"
+    )
 
 
 # -- accounts, backends, usage ---------------------------------------------------------------
