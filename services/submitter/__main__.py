@@ -12,13 +12,12 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from typing import Any
 
 import anyio
 from prometheus_client import Counter
 
 from qjt.bus import CMD_STREAM
-from qjt.contracts import CancelJob, Message, ObservableTerm, SubmitJob
+from qjt.contracts import CancelJob, Message, SubmitJob
 from qjt.service import ServiceContext, run_service
 from qjt.vault import Vault
 from services.submitter.aer import AerPool
@@ -45,19 +44,6 @@ class ThreadedIbm:
 
     async def cancel(self, cred: Credential, ibm_job_id: str) -> None:
         await anyio.to_thread.run_sync(self.runtime.cancel, cred, ibm_job_id)
-
-
-class LocalAer:
-    def __init__(self, pool: AerPool) -> None:
-        self.pool = pool
-
-    async def run(
-        self,
-        circuits: list[str],
-        shots: int | None,
-        observables: list[list[ObservableTerm]] | None,
-    ) -> dict[str, Any]:
-        return await self.pool.run(circuits, shots, observables)
 
 
 async def handle(command: Message, ctx: ServiceContext, ports: Ports) -> None:
@@ -91,7 +77,7 @@ async def start(ctx: ServiceContext) -> None:
     aer = AerPool(ctx.settings.submitter_aer_workers)
     ports = Ports(
         ibm=ThreadedIbm(IbmRuntime(ctx.settings)),
-        aer=LocalAer(aer),
+        aer=aer,
         ledger=Ledger(ctx.pool, Vault.from_settings(ctx.settings)),
     )
     spec = dataclasses.replace(
