@@ -404,10 +404,22 @@ def test_bad_submission_is_refused_with_its_reason_and_nothing_is_stored(
     gateway: Gateway, body: dict[str, Any], reason: str
 ) -> None:
     before = gateway.stack.rows("SELECT count(*) FROM submissions")
+    commands_before = asyncio.run(_last_command_seq(gateway))
     answer = gateway.a.http.post("/v1/jobs", json=body)
     assert answer.status_code == 422, answer.text
     assert reason in answer.json()["error"]["message"]
     assert gateway.stack.rows("SELECT count(*) FROM submissions") == before
+    assert asyncio.run(_last_command_seq(gateway)) == commands_before  # nothing queued
+
+
+async def _last_command_seq(gateway: Gateway) -> int:
+    import nats
+
+    nc = await nats.connect(gateway.stack.env["QJT_NATS_URL"])
+    try:
+        return int((await nc.jetstream().stream_info("QJT_CMD")).state.last_seq)
+    finally:
+        await nc.close()
 
 
 def test_body_too_large_and_bad_queries_are_refused(gateway: Gateway) -> None:
