@@ -65,6 +65,7 @@ TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by th
 BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
 MAX_BACKOFF_S = 60.0
 SWEEP_MARGIN_S = 300.0
+SWEEP_PAGE = 100
 
 
 class PollError(RuntimeError):
@@ -309,11 +310,11 @@ class Poller:
             seconds=self.settings.poll_jobs_s * 4 + SWEEP_MARGIN_S
         )
         tracker = self.tracker(target)
-        listed = await self.call("jobs", account.jobs, False, since)
-        for job in tracker.unfinished([_seen(j) for j in listed]):
-            await self.finish(
-                tracker, account, next(j for j in listed if j.ibm_job_id == job.ibm_job_id)
-            )
+        # One page of the newest: jobs that came and went between two polls are the newest.
+        recent = await self.call("jobs", account.jobs, False, since, SWEEP_PAGE)
+        listed = {j.ibm_job_id: j for j in recent}
+        for job in tracker.unfinished([_seen(j) for j in recent]):
+            await self.finish(tracker, account, listed[job.ibm_job_id])
         tracker.forget_final(time.monotonic())
 
     def expect_submitted(self, event: JobSubmitted) -> None:

@@ -126,8 +126,16 @@ class IbmAccount:
 
     # -- jobs -------------------------------------------------------------
 
-    def jobs(self, pending: bool | None, created_after: datetime | None = None) -> list[IbmJob]:
-        """Every job of this instance in one state class, a page of 100 per request."""
+    def jobs(
+        self,
+        pending: bool | None,
+        created_after: datetime | None = None,
+        most: int | None = None,
+    ) -> list[IbmJob]:
+        """Jobs of this instance in one state class, newest first, a page of 100 per request.
+
+        `most` stops after that many (None: all of them).
+        """
         client = self.service._active_api_client  # the public jobs() fetches status one by one
         found: list[IbmJob] = []
         while True:
@@ -136,8 +144,9 @@ class IbmAccount:
             )
             rows = page.get("jobs", [])
             found += [self._job(row) for row in rows]
-            if not rows or len(found) >= int(page.get("count", 0)):
-                return found
+            done = not rows or len(found) >= int(page.get("count", 0))
+            if done or (most is not None and len(found) >= most):
+                return found[:most] if most is not None else found
 
     def job(self, ibm_job_id: str) -> IbmJob:
         client = self.service._active_api_client
