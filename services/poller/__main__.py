@@ -64,6 +64,7 @@ TRACKED_JOBS = Gauge("qjt_poller_tracked_jobs", "Open jobs being tracked")
 TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by this replica")
 BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
 MAX_BACKOFF_S = 60.0
+MAX_RETRY_AFTER_S = 600.0  # a longer Retry-After is capped: look again in ten minutes
 SWEEP_MARGIN_S = 300.0
 SWEEP_PAGE = 100
 
@@ -122,18 +123,22 @@ class Poller:
                     )
                     await self.sweep_recent(target, account)
                 await self.poll_due(target, account, due)
+                account.take_retry_after()  # a 503 the client retried past is no longer news
                 backoff = 1.0
                 await self.sleep(1.0)
             except Exception as exc:  # loop edge: one account's failure stays with it
+                asked = account.take_retry_after() if account is not None else None
+                wait = max(backoff, min(asked or 0.0, MAX_RETRY_AFTER_S))
                 log.warning(
-                    "polling %s failed (%s: %s); retrying in %.0f s",
+                    "polling %s failed (%s: %s); retrying in %.0f s%s",
                     target.key,
                     type(exc).__name__,
                     str(exc)[:300],
-                    backoff,
+                    wait,
+                    " (IBM's Retry-After)" if asked and asked >= backoff else "",
                     extra={"target": target.key},
                 )
-                await self.sleep(backoff)
+                await self.sleep(wait)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def sleep(self, seconds: float) -> None:

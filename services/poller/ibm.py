@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from qiskit_ibm_runtime import QiskitRuntimeService
+from requests import Response
 
 from qjt.config import Settings
 from qjt.contracts import (
@@ -50,14 +52,46 @@ def parse_time(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
 class IbmAccount:
     """One credential and instance as the client sees them."""
 
     def __init__(self, token: str, instance: str, channel: str, settings: Settings) -> None:
         self.instance = instance
+        self.retry_after_s: float | None = None
         self.service: QiskitRuntimeService = runtime_service(
             token, instance=instance, channel=channel, settings=settings
         )
+        # The client raises on a 429 without its headers; a response hook keeps IBM's
+        # Retry-After so the poller can wait as long as IBM asked.
+        for client in self.service._api_clients.values():
+            client._session.hooks["response"].append(self._remember_retry_after)
+
+    def _remember_retry_after(self, response: Response, *_args: Any, **_kwargs: Any) -> Response:
+        if response.status_code in RETRY_AFTER_STATUSES:
+            self.retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
+        return response
+
+    def take_retry_after(self) -> float | None:
+        """The Retry-After of the last throttled answer (seconds), once."""
+        value, self.retry_after_s = self.retry_after_s, None
+        return value
 
     # -- backends ---------------------------------------------------------
 

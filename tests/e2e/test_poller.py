@@ -303,3 +303,20 @@ async def test_ibm_errors_are_ridden_out_and_every_event_is_stored_once(
     ]
     for proc in stack.procs:
         stop_process(proc, 10)
+
+
+def test_ibms_retry_after_on_a_429_reaches_the_poller(emulator: EmulatorProcess) -> None:
+    from services.poller.ibm import IbmAccount
+
+    settings = Settings(ibm_url=emulator.url)
+    account = IbmAccount(DEMO_KEY, OPEN, "ibm_quantum_platform", settings)
+    emulator.set_faults(rate_429=1.0, retry_after_s=7)
+    try:
+        with pytest.raises(Exception, match="429"):
+            account.jobs(pending=True)
+    finally:
+        emulator.set_faults()
+    assert account.take_retry_after() == 7.0
+    assert account.take_retry_after() is None  # read once
+    assert account.status("ibmq_manila").pending_jobs >= 0
+    assert account.take_retry_after() is None

@@ -78,3 +78,13 @@ def test_a_submitted_job_that_ends_before_any_poll_is_still_looked_up_once() -> 
     assert tracker.known == {}
     tracker.forget_final(100.0 + 7200)
     assert tracker.finished == {}
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    from services.poller.ibm import parse_retry_after
+
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 25 Nov 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Wed, 25 Nov 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
