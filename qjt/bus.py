@@ -111,6 +111,7 @@ class ConsumerSpec:
     fetch_timeout_s: float = 1.0
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
+    in_flight: int = 1  # batches handled at once (see Consumer.run)
 
     def nak_delay(self, deliveries: int) -> float:
         """Exponential backoff for the next redelivery, in seconds."""
@@ -443,12 +444,21 @@ class Consumer:
         await self._stopped.wait()
 
     async def run(self) -> None:
-        """Fetch and handle batches until `stop()`; survives NATS restarts."""
+        """Fetch and handle batches until `stop()`; survives NATS restarts.
+
+        With `spec.in_flight` above 1 the next batch is fetched and decoded while earlier
+        ones are still being handled (for handlers that wait on I/O, such as a database
+        commit); each batch is still acked only after its own handler returned.
+        """
         self._running = True
+        busy: set[asyncio.Task[None]] = set()
         try:
             while not self._stop.is_set():
+                if len(busy) >= self.spec.in_flight:
+                    await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    raw = await self.sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout_s)
+                    raw = await self._fetch()
                 except TRANSIENT_ERRORS:
                     continue
                 except nats.js.errors.APIError as exc:
@@ -456,11 +466,23 @@ class Consumer:
                     await asyncio.sleep(0.5)
                     continue
                 if raw:
-                    with HANDLE_SECONDS.labels(self.spec.durable).time():
-                        await self._handle(raw)
+                    task = asyncio.create_task(self._timed_handle(raw))
+                    busy.add(task)
+                    task.add_done_callback(busy.discard)
+                    if self.spec.in_flight == 1:
+                        await task
         finally:
+            if busy:
+                await asyncio.gather(*busy, return_exceptions=True)
             self._running = False
             self._stopped.set()
+
+    async def _fetch(self) -> list[Msg]:
+        return list(await self.sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout_s))
+
+    async def _timed_handle(self, raw: Sequence[Msg]) -> None:
+        with HANDLE_SECONDS.labels(self.spec.durable).time():
+            await self._handle(raw)
 
     async def _handle(self, raw: Sequence[Msg]) -> None:
         messages: list[Message] = []
