@@ -127,8 +127,8 @@ class EmulatorProcess:
                 raise RuntimeError(f"emulator did not start: {err[-2000:]}")
             time.sleep(0.2)
 
-    def set_faults(self, **rates: float) -> None:
-        response = httpx.put(f"{self.url}/admin/faults", json=rates, timeout=5)
+    def set_faults(self, **faults: float | list[str]) -> None:
+        response = httpx.put(f"{self.url}/admin/faults", json=faults, timeout=5)
         response.raise_for_status()
 
     def stop(self) -> None:

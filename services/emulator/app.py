@@ -61,6 +61,10 @@ class Faults(BaseModel):
     rate_drop: float = Field(0.0, ge=0, le=1, description="Share of connections dropped.")
     job_error_rate: float = Field(0.0, ge=0, le=1, description="Share of jobs ending in ERROR.")
     retry_after_s: int = Field(1, ge=0, le=3600, description="Retry-After on a 429.")
+    hold_backends: list[str] = Field(
+        default_factory=list,
+        description="Backends whose queues start nothing (jobs stay QUEUED) until released.",
+    )
     job_create_answer_delay_ms: float = Field(
         0.0,
         ge=0,
@@ -112,7 +116,11 @@ class Emulator:
                 return end.timestamp() if end else None
 
             self.queues[backend] = BackendQueue(
-                backend, self.settings.emulator_seed, day_start, maintenance_end
+                backend,
+                self.settings.emulator_seed,
+                day_start,
+                maintenance_end,
+                held=lambda: backend in self.faults.hold_backends,
             )
         return self.queues[backend]
 

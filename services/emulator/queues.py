@@ -38,7 +38,12 @@ class BackendQueue:
     """A FIFO queue for one backend, advanced in emulated POSIX seconds."""
 
     def __init__(
-        self, name: str, seed: int, start_s: float, maintenance_end: MaintenanceEnd | None = None
+        self,
+        name: str,
+        seed: int,
+        start_s: float,
+        maintenance_end: MaintenanceEnd | None = None,
+        held: Callable[[], bool] | None = None,
     ) -> None:
         shape = np.random.default_rng([seed, stable_index(name), 3])
         self.mean_service_s = float(shape.uniform(20, 90))
@@ -46,6 +51,7 @@ class BackendQueue:
         self.base_rate = self.utilisation / self.mean_service_s  # arrivals per second
         self._rng = np.random.default_rng([seed, stable_index(name), 4])
         self._maintenance_end = maintenance_end or (lambda _t: None)
+        self._held = held or (lambda: False)
         self.now_s = start_s
         self.waiting: deque[QueueItem] = deque()
         self.running: QueueItem | None = None
@@ -65,7 +71,7 @@ class BackendQueue:
         return float(self._rng.lognormal(mu, sigma))
 
     def _start_next(self, at_s: float) -> None:
-        if self.running is not None or not self.waiting:
+        if self.running is not None or not self.waiting or self._held():
             return
         item = self.waiting.popleft()
         resume = self._maintenance_end(at_s)

@@ -73,18 +73,23 @@ def test_instances_are_discovered_with_plans_public_and_private(emulator: Emulat
     assert found[PREMIUM]["plan"] == "premium" and ":private:" in PREMIUM
 
 
-def test_least_busy_is_an_operational_backend_with_the_shortest_queue() -> None:
-    # Real-time emulator: at the shared one's speed-up, queues move too much between calls.
-    realtime = EmulatorProcess(speedup=1.0)
-    try:
-        service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=realtime.url)
-        candidates = service.backends(min_num_qubits=5, operational=True)
-        before = {b.name: b.status().pending_jobs for b in candidates}
-        chosen = service.least_busy(min_num_qubits=5)
-        after = {b.name: b.status().pending_jobs for b in candidates}
-        assert chosen.name in before and chosen.num_qubits >= 5
-    finally:
-        realtime.stop()
+@pytest.fixture(scope="module")
+def realtime() -> Iterator[EmulatorProcess]:
+    """A real-time emulator: at the shared one's speed-up, queues move too much between calls."""
+    process = EmulatorProcess(speedup=1.0)
+    yield process
+    process.stop()
+
+
+def test_least_busy_is_an_operational_backend_with_the_shortest_queue(
+    realtime: EmulatorProcess,
+) -> None:
+    service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=realtime.url)
+    candidates = service.backends(min_num_qubits=5, operational=True)
+    before = {b.name: b.status().pending_jobs for b in candidates}
+    chosen = service.least_busy(min_num_qubits=5)
+    after = {b.name: b.status().pending_jobs for b in candidates}
+    assert chosen.name in before and chosen.num_qubits >= 5
     # No backend's queue was shorter than the chosen one's at both moments.
     shortest_either_way = min(max(before[name], after[name]) for name in before)
     assert min(before[chosen.name], after[chosen.name]) <= shortest_either_way
@@ -142,8 +147,10 @@ def test_job_metrics_timestamps_are_ordered(service: QiskitRuntimeService) -> No
     assert usage["usage_remaining_seconds"] == 600 - usage["usage_consumed_seconds"]
 
 
-def test_cancelling_a_queued_job(service: QiskitRuntimeService) -> None:
+def test_cancelling_a_queued_job(realtime: EmulatorProcess) -> None:
+    service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=realtime.url)
     busiest = max(service.backends(min_num_qubits=5), key=lambda b: b.status().pending_jobs)
+    assert busiest.status().pending_jobs >= 1  # queued behind at least one job, in real time
     job = SamplerV2(mode=busiest).run([bell(busiest)], shots=100)
     assert job.status() == "QUEUED"
     job.cancel()

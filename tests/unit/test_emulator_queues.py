@@ -73,3 +73,16 @@ def test_nothing_starts_during_maintenance() -> None:
     queue.running = None
     item = queue.submit("during", 1.0, window[0] + 10)
     assert item.start_s == window[1]
+
+
+def test_a_held_queue_starts_nothing_until_released() -> None:
+    held = [True]
+    queue = BackendQueue("ibm_kyiv", 1, DAY0, held=lambda: held[0])
+    queue.advance(DAY0 + 600)
+    queue.waiting.clear()
+    queue.running = None
+    ours = queue.submit("ours", 5.0, DAY0 + 600)
+    assert ours.start_s is None and queue.pending(DAY0 + 7200) >= 1
+    held[0] = False
+    queue.advance(DAY0 + 10 * 86_400)  # the next arrival starts the line moving again
+    assert ours.start_s is not None and ours.end_s is not None
