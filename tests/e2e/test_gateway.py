@@ -110,7 +110,7 @@ def test_estimator_zz_on_a_bell_state_is_near_one(gateway: Gateway) -> None:
     )
     job = gateway.a.wait_status(job_id, "Completed")
     (value,) = job["result"]["estimator"]
-    assert 0.8 < value["expectation_value"] <= 1.05
+    assert 0.7 < value["expectation_value"] <= 1.05  # ideal 1; the device's noise lowers it
     assert value["standard_error"] is not None
 
 
