@@ -29,9 +29,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.httpload import LoadResult, request_bytes
+from bench.httpload import LoadResult, read_response, request_bytes
 from qjt.config import Settings
 from qjt.db import create_database, drop_database, migrate, with_database
+from qjt.demo import BELL_QASM as BELL
 from qjt.devstack import NatsServer, free_port, postgres_server_url, stop_process
 
 API_KEY = "qjt_bench_key_0123456789"
@@ -43,10 +44,6 @@ SECONDS_PER_RATE = 10.0
 TOTAL_JOBS = 1_000_000
 USERS = 10
 LIST_REQUESTS = 300
-BELL = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
 
 
 def seed_account(database: str) -> None:
@@ -116,17 +113,7 @@ async def open_loop(port: int, request: bytes, rate: float, seconds: float) -> L
         reader, writer = await connections.get()
         try:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = next(
-                (
-                    int(line[15:])
-                    for line in head.split(b"\r\n")
-                    if line[:15].lower() == b"content-length:"
-                ),
-                0,
-            )
-            await reader.readexactly(length)
+            status = await read_response(reader)
             if status >= 300:
                 failures.append(status)
             latencies.append((time.perf_counter() - scheduled) * 1000)
@@ -159,15 +146,9 @@ async def list_latency(port: int, paths: list[str]) -> LoadResult:
     for path in paths:
         start = time.perf_counter()
         writer.write(request_bytes("GET", path, {"Authorization": f"Bearer {API_KEY}"}))
-        head = await reader.readuntil(b"\r\n\r\n")
-        if int(head[9:12]) != 200:
-            raise RuntimeError(f"{path}: HTTP {head[9:12].decode()}")
-        length = next(
-            int(line[15:])
-            for line in head.split(b"\r\n")
-            if line[:15].lower() == b"content-length:"
-        )
-        await reader.readexactly(length)
+        status = await read_response(reader)
+        if status != 200:
+            raise RuntimeError(f"{path}: HTTP {status}")
         latencies.append((time.perf_counter() - start) * 1000)
     writer.close()
     return LoadResult(len(paths), time.perf_counter() - begin, latencies)

@@ -36,7 +36,8 @@ def request_bytes(method: str, path: str, headers: dict[str, str], body: bytes =
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response (head and body); its status code."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -68,7 +69,7 @@ async def run_load(
                 remaining[0] -= 1
                 start = time.perf_counter()
                 writer.write(request)
-                status = await _read_response(reader)
+                status = await read_response(reader)
                 if status >= 400:
                     raise RuntimeError(f"HTTP {status} under load")
                 latencies.append((time.perf_counter() - start) * 1000)

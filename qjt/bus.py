@@ -458,7 +458,7 @@ class Consumer:
                     await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    raw = await self._fetch()
+                    raw = await self.sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout_s)
                 except TRANSIENT_ERRORS:
                     continue
                 except nats.js.errors.APIError as exc:
@@ -469,16 +469,11 @@ class Consumer:
                     task = asyncio.create_task(self._timed_handle(raw))
                     busy.add(task)
                     task.add_done_callback(busy.discard)
-                    if self.spec.in_flight == 1:
-                        await task
         finally:
             if busy:
                 await asyncio.gather(*busy, return_exceptions=True)
             self._running = False
             self._stopped.set()
-
-    async def _fetch(self) -> list[Msg]:
-        return list(await self.sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout_s))
 
     async def _timed_handle(self, raw: Sequence[Msg]) -> None:
         with HANDLE_SECONDS.labels(self.spec.durable).time():

@@ -27,6 +27,10 @@ BELL_QASM = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
     "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
 )
+# The same state without measurements, for the Estimator.
+BELL_NO_MEASURE_QASM = (
+    'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\ncx q[0], q[1];\n'
+)
 
 
 def bell_circuit(backend: Any, *, measure: bool = True) -> QuantumCircuit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -70,6 +71,13 @@ def _limit(text: str, name: str) -> RateLimitItem:
         return parse(text)
     except ValueError:
         raise ValueError(f"{name} is not a rate limit like '100/minute': {text!r}") from None
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Times sent without an offset are read as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def gateway(request: Request) -> Gateway:

@@ -7,7 +7,6 @@ are never copied into errors, only field locations and pydantic's messages).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -19,13 +18,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("qjt.api")
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """Times sent without an offset are read as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 class ApiError(Exception):

@@ -8,12 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from qjt.contracts import DisplayStatus, JobStatus, ObservableTerm, Preference
-
-BELL_QASM = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
-BELL_NO_MEASURE = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\ncx q[0], q[1];\n'
+from qjt.demo import BELL_NO_MEASURE_QASM, BELL_QASM
 
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
 Crn = Annotated[str, Field(min_length=1, max_length=512)]
@@ -197,7 +192,7 @@ class SubmitRequest(Strict):
                 },
                 {
                     "primitive": "estimator",
-                    "circuits": [BELL_NO_MEASURE],
+                    "circuits": [BELL_NO_MEASURE_QASM],
                     "observables": [[{"pauli": "ZZ", "coefficient": 1.0}]],
                     "backend": "ibm_brisbane",
                 },

@@ -53,11 +53,11 @@ class TtlCache(Generic[T]):
         self._entries[key] = (time.monotonic() + self.ttl_s, value)
         return value
 
-    def drop(self, key: str | None = None) -> None:
-        if key is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(key, None)
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def hash_key(api_key: str) -> str:
@@ -207,7 +207,7 @@ class Store:
         )
 
     async def revoke_api_key(self, user_id: str, key_id: int) -> bool:
-        self.principals.drop()  # this replica forgets every key at once
+        self.principals.clear()  # this replica forgets every key at once
         row = await self._one(
             """UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
                WHERE id = %s AND user_id = %s RETURNING id""",
@@ -351,11 +351,6 @@ class Store:
                ORDER BY calibrated_at DESC, qubit LIMIT %(limit)s""",
             {"b": name, "since": since, "until": until, "qubits": list(qubits), "limit": limit},
         )
-
-    async def least_busy(self, user_id: str) -> str | None:
-        rows = [r for r in await self.backends(user_id) if r["operational"]]
-        rows.sort(key=lambda r: r["pending_jobs"] if r["pending_jobs"] is not None else 1e9)
-        return str(rows[0]["name"]) if rows else None
 
     # -- submissions -------------------------------------------------------------------
 

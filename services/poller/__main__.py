@@ -301,24 +301,28 @@ class Poller:
 
     async def sweep_recent(self, target: PollTarget, account: IbmAccount) -> None:
         """At start: final states of jobs that ended while no poller was watching."""
-        if self.settings.poll_lookback_h <= 0:
-            return
-        since = datetime.now(UTC) - timedelta(hours=self.settings.poll_lookback_h)
-        tracker = self.tracker(target)
-        for job in await self.call("jobs", account.jobs, False, since):
-            await self.finish(tracker, account, job)
-        tracker.forget_final(time.monotonic())
+        if self.settings.poll_lookback_h > 0:
+            await self.finish_ended_since(
+                target, account, timedelta(hours=self.settings.poll_lookback_h), most=None
+            )
 
     async def poll_finished(self, target: PollTarget, account: IbmAccount) -> None:
-        """Jobs that began and ended between two polls (never seen pending): their end."""
-        since = datetime.now(UTC) - timedelta(
-            seconds=self.settings.poll_jobs_s * 4 + SWEEP_MARGIN_S
-        )
+        """Jobs that began and ended between two polls (never seen pending): their end.
+
+        One page of the newest is enough: jobs that came and went between two polls are
+        the newest.
+        """
+        window = timedelta(seconds=self.settings.poll_jobs_s * 4 + SWEEP_MARGIN_S)
+        await self.finish_ended_since(target, account, window, most=SWEEP_PAGE)
+
+    async def finish_ended_since(
+        self, target: PollTarget, account: IbmAccount, window: timedelta, most: int | None
+    ) -> None:
+        """Publish the end of every final job created within `window` not yet published."""
         tracker = self.tracker(target)
-        # One page of the newest: jobs that came and went between two polls are the newest.
-        recent = await self.call("jobs", account.jobs, False, since, SWEEP_PAGE)
-        listed = {j.ibm_job_id: j for j in recent}
-        for job in tracker.unfinished([_seen(j) for j in recent]):
+        ended = await self.call("jobs", account.jobs, False, datetime.now(UTC) - window, most)
+        listed = {j.ibm_job_id: j for j in ended}
+        for job in tracker.unfinished([_seen(j) for j in ended]):
             await self.finish(tracker, account, listed[job.ibm_job_id])
         tracker.forget_final(time.monotonic())
 

@@ -33,7 +33,7 @@ JOB_COLUMNS = (
     "updated_at",
 )  # fmt: skip
 
-TEMP_TABLES = """
+JOBS_TEMP_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS tmp_jobs (
   id text, user_id text, ibm_job_id text, backend text, instance text, primitive text,
   status text, status_rank smallint, shots integer, num_circuits integer, tags text[],
@@ -41,22 +41,6 @@ CREATE TEMP TABLE IF NOT EXISTS tmp_jobs (
   queued_at timestamptz, running_at timestamptz, finished_at timestamptz,
   quantum_seconds double precision, estimated_usage_seconds double precision,
   updated_at timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_job_events
-  (LIKE job_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_job_results
-  (LIKE job_results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_backend_status
-  (LIKE backend_status INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_backend_config
-  (LIKE backend_config INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_qubit_calibration
-  (LIKE qubit_calibration INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_gate_calibration
-  (LIKE gate_calibration INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_instance_usage
-  (LIKE instance_usage INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS tmp_instance_backends
-  (LIKE instance_backends INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 """
 
 # Column lists for COPY into each temp table (and from there into the real table).
@@ -79,6 +63,14 @@ APPEND_ONLY = {
     "instance_usage": ("instance", "observed_at", "usage_consumed_seconds", "usage_limit_seconds"),
     "instance_backends": ("instance", "observed_at", "backend"),
 }  # fmt: skip
+
+# One per table, emptied at each commit: `tmp_jobs` has no constraints or defaults (a row
+# may lack what the merge fills in), the others are shaped like their tables.
+TEMP_TABLES = JOBS_TEMP_TABLE + "".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS tmp_{table} (LIKE {table} INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS;\n"
+    for table in APPEND_ONLY
+)
 
 INSERT_NEW_JOBS = f"""
 INSERT INTO jobs ({", ".join(JOB_COLUMNS)})

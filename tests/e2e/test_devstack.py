@@ -19,6 +19,7 @@ import pytest
 
 from qjt.devstack import SERVICES, free_port, pid_alive, stop_process
 from qjt.ibm import runtime_service
+from tests.helpers.stack import wait_until
 
 QJT = str(Path(sys.executable).with_name("qjt"))
 pytestmark = pytest.mark.e2e
@@ -87,14 +88,6 @@ class Stack:
             self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert self.proc.wait(timeout=90) == 0
         self.wait_for_line("Stopped.", timeout_s=10)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def answers_healthy(port: int) -> bool:

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from qjt.demo import BELL_NO_MEASURE_QASM as BELL_NO_MEASURE
+from qjt.demo import BELL_QASM as BELL
 from qjt.devstack import stop_process
 from qjt.ibm import runtime_service
 from services.emulator.accounts import crn_for
@@ -30,11 +32,6 @@ from tests.helpers.stack import wait_until
 pytestmark = pytest.mark.e2e
 
 OPEN = crn_for("a1b2c3demo", "0001-open", private=False)
-BELL = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
-BELL_NO_MEASURE = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\ncx q[0], q[1];\n'
 ZZ = [[{"pauli": "ZZ", "coefficient": 1.0}]]
 SMALL_BACKEND = "ibmq_manila"  # 5 qubits, in both demo accounts
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.api.deps import GatewayDep, PrincipalDep
-from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, as_utc
+from services.api.deps import GatewayDep, PrincipalDep, as_utc
+from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from services.api.schemas import (
     BackendDetail,
     BackendOut,
@@ -169,8 +169,8 @@ async def calibration_history(  # noqa: PLR0917 (query parameters)
     rows = await gw.store.calibration_history(
         name,
         metric=metric,
-        since=as_utc(since),
-        until=as_utc(until),
+        since=since,
+        until=until,
         qubits=qubit or [],
         limit=limit,
     )

@@ -26,8 +26,8 @@ from qjt.contracts import (
     stable_hash,
     user_tags,
 )
-from services.api.deps import GatewayDep, PrincipalDep
-from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse, as_utc
+from services.api.deps import GatewayDep, PrincipalDep, as_utc
+from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from services.api.schemas import (
     Accepted,
     CancelAccepted,
