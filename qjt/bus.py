@@ -153,6 +153,7 @@ class Bus:
         self.settings = settings
         self._consumers: list[Consumer] = []
         self._closing: list[bool] = []
+        self._answering: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls, settings: Settings, name: str | None = None) -> Bus:
@@ -335,6 +336,12 @@ class Bus:
         """Answer requests on `subject`, load-shared across replicas in `queue`."""
 
         async def on_request(msg: Msg) -> None:
+            # Each request in its own task: one slow answer must not hold up the others.
+            task = asyncio.create_task(answer(msg))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+
+        async def answer(msg: Msg) -> None:
             try:
                 request = parse_message(msg.data)
                 reply = await handler(request)
@@ -379,6 +386,8 @@ class Bus:
         """Stop consumers (finishing their current batch), then drain the connection."""
         self._closing.append(True)
         self.stop_consumers()
+        if self._answering:  # requests in hand get their answers before the connection drains
+            await asyncio.wait(self._answering, timeout=self.settings.shutdown_grace_s)
         for consumer in self._consumers:
             await consumer.wait_stopped()
             # A pull subscription keeps fetch status replies nobody reads, which would

@@ -130,6 +130,21 @@ class Settings(BaseSettings):
         1, ge=0, le=3, description="Transpiler optimization level for IBM backends."
     )
     submitter_aer_workers: int = Field(1, ge=1, description="Processes running local Aer jobs.")
+    recommender_workers: int = Field(
+        0, ge=0, description="Processes transpiling circuits for the recommender (0: one per core)."
+    )
+    recommender_balance_wait_s: float = Field(
+        1800, gt=0, description="In a balanced ranking, the wait that halves a backend's score."
+    )
+    predictor_retrain_s: float = Field(
+        600, gt=0, description="How often the predictor retrains from recorded history, seconds."
+    )
+    predictor_min_jobs: int = Field(
+        200, ge=10, description="Recorded queue waits needed before the learned predictor answers."
+    )
+    predictor_history_jobs: int = Field(
+        200_000, ge=100, description="Most recent queue waits the predictor learns from."
+    )
     emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
 
 

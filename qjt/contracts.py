@@ -69,6 +69,8 @@ def display_status(status: str) -> DisplayStatus:
 # IBM job tags: how a job submitted through this system is recognized on IBM
 
 JOB_TAG_PREFIX = "qjt-job:"
+# Shots per circuit the Sampler runs when a job names none (IBM's default).
+DEFAULT_SHOTS = 4096
 SYSTEM_TAG_PREFIXES = (JOB_TAG_PREFIX, "user:", "priority:")
 
 
@@ -411,11 +413,18 @@ class BackendScore(BaseModel):
     score: float
     estimated_success_probability: float | None = Field(None, ge=0, le=1)
     predicted_wait_s: float | None = Field(None, ge=0)
+    wait_low_s: float | None = Field(None, ge=0, description="80% interval of the wait.")
+    wait_high_s: float | None = Field(None, ge=0)
+    layout: list[int] = Field(default_factory=list, description="Physical qubits chosen.")
+    error_budget: dict[str, float] = Field(
+        default_factory=dict, description="Error by source: gates, readout, decoherence."
+    )
     reasons: list[str] = Field(default_factory=list)
 
 
 Strategy = Literal["seed", "esp"]
 Preference = Literal["fastest", "best_quality", "balanced"]
+PredictStrategy = Literal["seed", "learned"]
 
 
 class RecommendationIssued(Message):
@@ -447,6 +456,10 @@ class RecommendRequest(Message):
     strategy: Strategy = "esp"
     preference: Preference = "balanced"
     top_n: int = Field(3, ge=1, le=50)
+    shots: int | None = Field(None, ge=1, description="Shots over all circuits (sizes the wait).")
+    deadline_s: float | None = Field(
+        None, gt=0, description="Answer within this many seconds, with what is scored by then."
+    )
 
     def dedupe_key(self) -> str:
         return self.request_id
@@ -475,8 +488,8 @@ class PredictRequest(Message):
     request_id: str = Field(min_length=1)
     backend: str = Field(min_length=1)
     num_circuits: int = Field(1, ge=1)
-    shots: int | None = Field(None, ge=1)
-    strategy: Strategy = "esp"
+    shots: int | None = Field(None, ge=1, description="Shots per circuit (default 4096).")
+    strategy: PredictStrategy = "learned"
 
     def dedupe_key(self) -> str:
         return self.request_id
@@ -493,7 +506,8 @@ class PredictReply(Message):
     wait_low_s: float | None = Field(None, ge=0)
     wait_high_s: float | None = Field(None, ge=0)
     predicted_start_at: AwareDatetime | None = None
-    model: str = "seed"
+    pending_jobs: int | None = Field(None, ge=0)
+    model: PredictStrategy = "seed"
     note: str | None = None
     error: str | None = None
 

@@ -42,6 +42,8 @@ class ServiceContext:
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    cleanups: list[Callable[[], Any]] = field(default_factory=list)
+    ready: bool = False  # true once `start` has returned (subscriptions in place)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run a background task that shutdown waits for."""
@@ -49,12 +51,16 @@ class ServiceContext:
         self.tasks.append(task)
         return task
 
+    def on_stop(self, cleanup: Callable[[], Any]) -> None:
+        """Call `cleanup` at shutdown, after in-flight work has drained."""
+        self.cleanups.append(cleanup)
+
     def run_consumer(self, consumer: Consumer) -> None:
         """Run a consumer loop until shutdown."""
         self.spawn(consumer.run(), name=f"consumer:{consumer.spec.durable}")
 
     def health(self) -> dict[str, bool]:
-        report = {"nats": self.bus.connected, "started": not self.stopping.is_set()}
+        report = {"nats": self.bus.connected, "started": self.ready and not self.stopping.is_set()}
         report.update({name: check() for name, check in self.checks.items()})
         return report
 
@@ -97,6 +103,7 @@ async def serve(name: str, start: StartFn, *, needs_db: bool, settings: Settings
     health = HealthServer(name, ctx.health)
     port = await health.start(settings.http_host, settings.http_port)
     await start(ctx)
+    ctx.ready = True
     log.info("%s ready", name, extra={"port": port, "pid": os.getpid()})
 
     await stop.wait()
@@ -121,6 +128,8 @@ async def _shutdown(ctx: ServiceContext, grace_s: float) -> None:
     await ctx.bus.close()
     if ctx.pool is not None:
         await ctx.pool.close()
+    for cleanup in ctx.cleanups:
+        cleanup()
 
 
 def run_service(name: str, start: StartFn, *, needs_db: bool = False) -> None:

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from qjt.contracts import DisplayStatus, JobStatus, ObservableTerm, Preference
+from qjt.contracts import (
+    DisplayStatus,
+    JobStatus,
+    ObservableTerm,
+    PredictStrategy,
+    Preference,
+    Strategy,
+)
 from qjt.demo import BELL_NO_MEASURE_QASM, BELL_QASM
 
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s,]+$")]
@@ -221,6 +228,11 @@ class SubmitRequest(Strict):
     instance: Crn | None = Field(None, description="Which of your instances to use.")
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     priority: int = Field(5, ge=1, le=10, description="1 (lowest) to 10 (highest).")
+    preference: Preference = Field(
+        "balanced",
+        description="With `backend: auto`: `best_quality` (highest estimated success "
+        "probability), `fastest` (shortest predicted wait) or `balanced`.",
+    )
 
 
 class Accepted(BaseModel):
@@ -344,9 +356,40 @@ class UsageOut(BaseModel):
 class RecommendationOut(BaseModel):
     backend: str
     score: float
-    predicted_wait_s: float | None
-    estimated_success_probability: float | None
+    estimated_success_probability: float | None = Field(
+        description="The circuit's estimated success probability on the chosen qubits."
+    )
+    predicted_wait_s: float | None = Field(description="Median predicted queue wait.")
+    wait_low_s: float | None = Field(description="80% interval of the wait, low end.")
+    wait_high_s: float | None = Field(description="80% interval of the wait, high end.")
+    layout: list[int] = Field(description="Physical qubits the circuit would use.")
+    error_budget: dict[str, float] = Field(
+        description="Error by source: gates, readout, decoherence."
+    )
     reasons: list[str]
+
+
+class RecommendBody(Strict):
+    """A circuit to find the best backends for."""
+
+    circuit: str = Field(min_length=1, max_length=200_000, description="OpenQASM 2 or 3.")
+    preference: Preference = "balanced"
+    strategy: Strategy = Field("esp", description="`esp`, or `seed` (the original formula).")
+    shots: int | None = Field(None, ge=1, description="Shots over all circuits.")
+    top: int = Field(3, ge=1, le=20)
+
+
+class PredictionOut(BaseModel):
+    """Predicted queue wait for a job on a backend, if it were submitted now."""
+
+    backend: str
+    pending_jobs: int | None
+    predicted_wait_s: float | None = Field(description="Median, seconds.")
+    wait_low_s: float | None = Field(description="80% interval, low end.")
+    wait_high_s: float | None = Field(description="80% interval, high end.")
+    predicted_start_at: datetime | None
+    model: PredictStrategy = Field(description="`learned`, or `seed` when it fell back.")
+    note: str | None = Field(description="Why the learned model did not answer, if it did not.")
 
 
 class Dashboard(BaseModel):
@@ -355,8 +398,3 @@ class Dashboard(BaseModel):
     least_busy_backend: str | None
     recommendations: list[RecommendationOut]
     recommendations_note: str | None = None
-
-
-class RecommendQuery(Strict):
-    num_qubits: int = Field(1, ge=1, le=1000)
-    preference: Preference = "balanced"

@@ -15,12 +15,14 @@ import anyio
 from qjt.bus import RpcError
 from qjt.circuits import CircuitError, CircuitSummary, observable, parse_circuit, summarize
 from qjt.contracts import (
+    DEFAULT_SHOTS,
     SYSTEM_TAG_PREFIXES,
     BackendScore,
     ObservableTerm,
     Preference,
     RecommendReply,
     RecommendRequest,
+    Strategy,
 )
 from services.api.deps import Gateway
 from services.api.errors import ApiError
@@ -125,7 +127,18 @@ async def plan(
     width = max(s.num_qubits for s in summaries)
     backends = backend_rows_to_out(await gw.store.backends(who.user_id))
     if body.backend == "auto":
-        best = await recommend(gw, who, backends, width, top_n=1)
+        # The widest circuit stands for the job: it limits the backends and dominates errors.
+        widest = max(range(len(summaries)), key=lambda i: summaries[i].num_qubits)
+        best = await recommend(
+            gw,
+            who,
+            backends,
+            width,
+            top_n=1,
+            preference=body.preference,
+            circuit=body.circuits[widest],
+            shots=(body.shots or DEFAULT_SHOTS) * len(body.circuits),
+        )
         name = best[0].backend
     else:
         name = body.backend
@@ -168,8 +181,15 @@ async def recommend(
     *,
     top_n: int,
     preference: Preference = "balanced",
+    circuit: str | None = None,
+    strategy: Strategy = "esp",
+    shots: int | None = None,
 ) -> list[BackendScore]:
-    """The recommender's best backends of the user's that can run `num_qubits`."""
+    """The recommender's best backends of the user's that can run `num_qubits`.
+
+    Without a circuit the recommender ranks for a GHZ circuit of `num_qubits` qubits. It
+    answers within 80% of the RPC timeout with what it has scored by then.
+    """
     candidates = [b.name for b in backends if b.operational and (b.num_qubits or 0) >= num_qubits]
     if not candidates:
         raise ApiError(
@@ -184,7 +204,10 @@ async def recommend(
         backends=candidates,
         top_n=top_n,
         preference=preference,
-        strategy="seed",
+        strategy=strategy,
+        circuit=circuit,
+        shots=shots,
+        deadline_s=gw.settings.rpc_timeout_s * 0.8,
     )
     try:
         reply = await gw.bus.request(request, RecommendReply, timeout_s=gw.settings.rpc_timeout_s)

@@ -44,7 +44,7 @@ from services.emulator import execution
 from services.emulator.accounts import Accounts, Instance, load_accounts
 from services.emulator.devices import Clock, Device, load_devices
 from services.emulator.jobs import Job, JobStore, new_job_id
-from services.emulator.queues import BackendQueue, QueueItem
+from services.emulator.queues import BackendQueue, QueueItem, job_service_s, queue_for
 
 log = logging.getLogger("qjt.emulator")
 INJECTED = Counter("qjt_emulator_injected_faults_total", "Faults injected", ["kind"])
@@ -108,18 +108,10 @@ class Emulator:
     def queue(self, backend: str) -> BackendQueue:
         """The backend's queue, simulated from the start of today (emulated) on."""
         if backend not in self.queues:
-            device = self.devices[backend]
             day_start = (self.now_s() // 86_400) * 86_400
-
-            def maintenance_end(at_s: float) -> float | None:
-                end = device.in_maintenance(datetime.fromtimestamp(at_s, UTC))
-                return end.timestamp() if end else None
-
-            self.queues[backend] = BackendQueue(
-                backend,
-                self.settings.emulator_seed,
+            self.queues[backend] = queue_for(
+                self.devices[backend],
                 day_start,
-                maintenance_end,
                 held=lambda: backend in self.faults.hold_backends,
             )
         return self.queues[backend]
@@ -477,7 +469,7 @@ def _add_runtime(app: FastAPI) -> None:
             raise ibm_error(400, "params.pubs must be a non-empty list", 1400)
         now = state.now_s()
         job_id = new_job_id()
-        service_s = 2.0 + sum(_pub_shots(program_id, pub) for pub in pubs) * 2e-4
+        service_s = job_service_s(sum(_pub_shots(program_id, pub) for pub in pubs))
         item = state.queue(backend).submit(job_id, service_s, now)
         job = Job(
             id=job_id,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from services.emulator.devices import stable_index
+from services.emulator.devices import Device, stable_index
 
 
 @dataclass
@@ -32,6 +32,11 @@ class QueueItem:
 
 
 MaintenanceEnd = Callable[[float], float | None]
+
+
+def job_service_s(total_shots: int) -> float:
+    """How long one of our jobs occupies the backend: a fixed cost plus its shots."""
+    return 2.0 + total_shots * 2e-4
 
 
 class BackendQueue:
@@ -119,3 +124,15 @@ class BackendQueue:
         """Jobs waiting or running at `at_s` (IBM's `pending_jobs`)."""
         self.advance(at_s)
         return len(self.waiting) + (1 if self.running else 0)
+
+
+def queue_for(
+    device: Device, start_s: float, held: Callable[[], bool] | None = None
+) -> BackendQueue:
+    """The queue of an emulated backend from `start_s` on, paused in its maintenance windows."""
+
+    def maintenance_end(at_s: float) -> float | None:
+        end = device.in_maintenance(datetime.fromtimestamp(at_s, UTC))
+        return end.timestamp() if end else None
+
+    return BackendQueue(device.name, device.seed, start_s, maintenance_end, held)

@@ -109,54 +109,12 @@ class IbmAccount:
         )
 
     def configuration(self, name: str) -> BackendConfiguration:
-        config = self.service.backend(name).configuration()
-        return BackendConfiguration(
-            backend=name,
-            num_qubits=int(config.n_qubits),
-            basis_gates=list(config.basis_gates),
-            max_shots=int(getattr(config, "max_shots", 100_000) or 100_000),
-            coupling_map=[(int(a), int(b)) for a, b in (config.coupling_map or [])],
-            simulator=bool(getattr(config, "simulator", False)),
-            processor_type=json.dumps(getattr(config, "processor_type", None) or {}) or None,
-        )
+        return configuration_of(name, self.service.backend(name).configuration())
 
     def calibration(self, name: str) -> BackendCalibration | None:
         """The calibration in force now (None for a backend that publishes none)."""
         properties = self.service.backend(name).properties(refresh=True)
-        if properties is None:
-            return None
-        qubits = []
-        for index, params in enumerate(properties.qubits):
-            values = {p.name: (p.value, p.unit) for p in params}
-            qubits.append(
-                QubitCalibration(
-                    qubit=index,
-                    t1_us=_in_us(values.get("T1")),
-                    t2_us=_in_us(values.get("T2")),
-                    readout_error=_plain(values.get("readout_error")),
-                    frequency_ghz=_plain(values.get("frequency")),
-                    prob_meas0_prep1=_plain(values.get("prob_meas0_prep1")),
-                    prob_meas1_prep0=_plain(values.get("prob_meas1_prep0")),
-                )
-            )
-        gates = []
-        for gate in properties.gates:
-            values = {p.name: (p.value, p.unit) for p in gate.parameters}
-            error = _plain(values.get("gate_error"))
-            gates.append(
-                GateCalibration(
-                    gate=gate.gate,
-                    qubits=list(gate.qubits),
-                    error=min(error, 1.0) if error is not None else None,
-                    duration_ns=_in_ns(values.get("gate_length")),
-                )
-            )
-        return BackendCalibration(
-            backend=name,
-            calibrated_at=_aware(properties.last_update_date),
-            qubits=qubits,
-            gates=gates,
-        )
+        return None if properties is None else calibration_of(name, properties)
 
     # -- jobs -------------------------------------------------------------
 
@@ -235,6 +193,55 @@ class IbmAccount:
             tags=list(row.get("tags") or []),
             reason=state.get("reason"),
         )
+
+
+def configuration_of(name: str, config: Any) -> BackendConfiguration:
+    """A configuration event from the client's `BackendConfiguration` of backend `name`."""
+    return BackendConfiguration(
+        backend=name,
+        num_qubits=int(config.n_qubits),
+        basis_gates=list(config.basis_gates),
+        max_shots=int(getattr(config, "max_shots", 100_000) or 100_000),
+        coupling_map=[(int(a), int(b)) for a, b in (config.coupling_map or [])],
+        simulator=bool(getattr(config, "simulator", False)),
+        processor_type=json.dumps(getattr(config, "processor_type", None) or {}) or None,
+    )
+
+
+def calibration_of(name: str, properties: Any) -> BackendCalibration:
+    """A calibration event from the client's `BackendProperties` of backend `name`."""
+    qubits = []
+    for index, params in enumerate(properties.qubits):
+        values = {p.name: (p.value, p.unit) for p in params}
+        qubits.append(
+            QubitCalibration(
+                qubit=index,
+                t1_us=_in_us(values.get("T1")),
+                t2_us=_in_us(values.get("T2")),
+                readout_error=_plain(values.get("readout_error")),
+                frequency_ghz=_plain(values.get("frequency")),
+                prob_meas0_prep1=_plain(values.get("prob_meas0_prep1")),
+                prob_meas1_prep0=_plain(values.get("prob_meas1_prep0")),
+            )
+        )
+    gates = []
+    for gate in properties.gates:
+        values = {p.name: (p.value, p.unit) for p in gate.parameters}
+        error = _plain(values.get("gate_error"))
+        gates.append(
+            GateCalibration(
+                gate=gate.gate,
+                qubits=list(gate.qubits),
+                error=min(error, 1.0) if error is not None else None,
+                duration_ns=_in_ns(values.get("gate_length")),
+            )
+        )
+    return BackendCalibration(
+        backend=name,
+        calibrated_at=_aware(properties.last_update_date),
+        qubits=qubits,
+        gates=gates,
+    )
 
 
 def _aware(moment: datetime) -> datetime:

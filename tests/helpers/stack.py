@@ -24,7 +24,7 @@ WORKERS = ("recorder", "poller", "submitter", "recommender")
 
 
 class ServiceStack:
-    """recorder, poller, submitter, recommender and api, pointed at one emulator."""
+    """recorder, poller, submitter, recommender and api (or some), pointed at one emulator."""
 
     def __init__(
         self,
@@ -34,6 +34,7 @@ class ServiceStack:
         ibm_url: str,
         log_dir: Path,
         extra_env: dict[str, str] | None = None,
+        services: tuple[str, ...] = (*WORKERS, "api"),
     ) -> None:
         self.database = database
         self.log_dir = log_dir
@@ -58,7 +59,7 @@ class ServiceStack:
         self.ports: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.api_url = ""
-        for name in (*WORKERS, "api"):
+        for name in services:
             self.start(name)
         for name in self.procs:
             self.wait_healthy(name)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import statistics
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from qjt.bus import RpcError
+from qjt.contracts import PredictReply, PredictRequest, PredictStrategy
 from services.api.deps import GatewayDep, PrincipalDep, as_utc
 from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from services.api.schemas import (
@@ -17,6 +20,7 @@ from services.api.schemas import (
     CalibrationMetric,
     CalibrationPoint,
     CalibrationSummary,
+    PredictionOut,
     QubitOut,
     Readiness,
 )
@@ -142,6 +146,50 @@ async def backend_detail(name: str, who: PrincipalDep, gw: GatewayDep) -> Backen
         processor_type=config.get("processor_type"),
         calibration=calibration,
         readiness=readiness(backend, calibration),
+    )
+
+
+@router.get(
+    "/{name}/prediction",
+    summary="Predicted queue wait for a job submitted now: median and 80% interval",
+    responses={
+        **NOT_FOUND,
+        503: {"model": ErrorResponse, "description": "Predictor unavailable"},
+    },
+)
+async def prediction(  # noqa: PLR0917 (query parameters)
+    name: str,
+    who: PrincipalDep,
+    gw: GatewayDep,
+    num_circuits: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    shots: Annotated[int | None, Query(ge=1, le=10_000_000, description="Per circuit.")] = None,
+    strategy: Annotated[
+        PredictStrategy, Query(description="`learned`, or `seed` (the original formula).")
+    ] = "learned",
+) -> PredictionOut:
+    await visible_backend(gw, who.user_id, name)
+    request = PredictRequest(
+        request_id=uuid.uuid4().hex,
+        backend=name,
+        num_circuits=num_circuits,
+        shots=shots,
+        strategy=strategy,
+    )
+    try:
+        reply = await gw.bus.request(request, PredictReply, timeout_s=gw.settings.rpc_timeout_s)
+    except RpcError as exc:
+        raise ApiError(503, "predictor_unavailable", f"no prediction available ({exc})") from None
+    if reply.error:
+        raise ApiError(503, "predictor_unavailable", reply.error)
+    return PredictionOut(
+        backend=name,
+        pending_jobs=reply.pending_jobs,
+        predicted_wait_s=reply.predicted_wait_s,
+        wait_low_s=reply.wait_low_s,
+        wait_high_s=reply.wait_high_s,
+        predicted_start_at=reply.predicted_start_at,
+        model=reply.model,
+        note=reply.note,
     )
 
 

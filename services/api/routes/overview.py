@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from qjt.contracts import Preference
+from qjt.circuits import CircuitError, parse_circuit, summarize
+from qjt.contracts import Preference, Strategy
 from services.api.deps import GatewayDep, PrincipalDep
 from services.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from services.api.routes.backends import backend_rows_to_out
@@ -14,9 +15,10 @@ from services.api.schemas import (
     Dashboard,
     InstanceUsageOut,
     RecommendationOut,
+    RecommendBody,
     UsageOut,
 )
-from services.api.submission import recommend
+from services.api.submission import invalid, recommend
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
@@ -50,18 +52,53 @@ async def usage(who: PrincipalDep, gw: GatewayDep) -> UsageOut:
 @router.get(
     "/recommendations",
     tags=["backends"],
-    summary="The best backends of yours for a circuit of this many qubits",
+    summary="The best backends of yours for a GHZ circuit of this many qubits",
     responses={503: {"model": ErrorResponse, "description": "Recommender unavailable"}},
 )
-async def recommendations(
+async def recommendations(  # noqa: PLR0917 (query parameters)
     who: PrincipalDep,
     gw: GatewayDep,
     num_qubits: Annotated[int, Query(ge=1, le=10_000)] = 1,
     preference: Annotated[Preference, Query()] = "balanced",
+    strategy: Annotated[Strategy, Query(description="`esp`, or `seed`.")] = "esp",
     top: Annotated[int, Query(ge=1, le=20)] = 3,
 ) -> list[RecommendationOut]:
     backends = backend_rows_to_out(await gw.store.backends(who.user_id))
-    scores = await recommend(gw, who, backends, num_qubits, top_n=top, preference=preference)
+    scores = await recommend(
+        gw, who, backends, num_qubits, top_n=top, preference=preference, strategy=strategy
+    )
+    return [RecommendationOut(**s.model_dump()) for s in scores]
+
+
+@router.post(
+    "/recommendations",
+    tags=["backends"],
+    summary="The best backends of yours for this circuit, with the reasons",
+    description="Transpiles the circuit for each of your operational backends that is "
+    "large enough, estimates its success probability on the chosen qubits from the latest "
+    "calibration, and combines it with the predicted queue wait by your preference. A "
+    "backend not scored within the deadline ranks last with the reason; ask again.",
+    responses={503: {"model": ErrorResponse, "description": "Recommender unavailable"}},
+)
+async def recommend_for_circuit(
+    body: RecommendBody, who: PrincipalDep, gw: GatewayDep
+) -> list[RecommendationOut]:
+    try:
+        width = summarize(parse_circuit(body.circuit)).num_qubits
+    except CircuitError as exc:
+        raise invalid("circuit", str(exc), "invalid_circuit") from None
+    backends = backend_rows_to_out(await gw.store.backends(who.user_id))
+    scores = await recommend(
+        gw,
+        who,
+        backends,
+        width,
+        top_n=body.top,
+        preference=body.preference,
+        strategy=body.strategy,
+        circuit=body.circuit,
+        shots=body.shots,
+    )
     return [RecommendationOut(**s.model_dump()) for s in scores]
 
 
