@@ -19,19 +19,31 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import rustworkx as rx
 from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import CircuitInstruction as Instruction
 from qiskit.circuit import Measure
+from qiskit.circuit.equivalence_library import StandardEquivalenceLibrary
 from qiskit.circuit.library import get_standard_gate_name_mapping
-from qiskit.transpiler import InstructionProperties, Target
+from qiskit.transpiler import InstructionProperties, PassManager, Target
+from qiskit.transpiler.passes import (
+    BasisTranslator,
+    GateDirection,
+    Optimize1qGatesDecomposition,
+)
 
 from qjt.circuits import parse_circuit
 from qjt.contracts import BackendCalibration, BackendConfiguration
 
 IGNORED_OPS = frozenset({"barrier", "delay"})
 TARGET_CACHE_SIZE = 128
+LAYOUT_CANDIDATES = 2000  # placements scored per circuit and backend, at most
+LAYOUT_SECONDS = 0.25  # and for at most this long
+LAYOUT_CALL_LIMIT = 2_000_000
 # Fractional and pulse-level gates need angle constraints the transpiler cannot take from
 # a plain calibration; without them the standard basis is complete.
 UNUSED_BASIS = frozenset({"rzz", "rx", "delay", "reset", "measure", "init_qubit"})
@@ -63,7 +75,10 @@ class DeviceCalibration:
         for q in calibration.qubits:
             if q.qubit < n:
                 t1[q.qubit], t2[q.qubit], readout[q.qubit] = q.t1_us, q.t2_us, q.readout_error
-        version = f"{calibration.calibrated_at.isoformat()}/{config.dedupe_key()}"
+        gates = tuple((g.gate, tuple(g.qubits), g.error, g.duration_ns) for g in calibration.gates)
+        # The version names the data itself: same time stamp, other numbers → a new version.
+        content = hashlib.sha256(repr((config.dedupe_key(), t1, t2, readout, gates)).encode())
+        version = f"{calibration.calibrated_at.isoformat()}/{content.hexdigest()[:16]}"
         return cls(
             backend=config.backend,
             version=version,
@@ -73,9 +88,7 @@ class DeviceCalibration:
             t1_us=tuple(t1),
             t2_us=tuple(t2),
             readout_error=tuple(readout),
-            gates=tuple(
-                (g.gate, tuple(g.qubits), g.error, g.duration_ns) for g in calibration.gates
-            ),
+            gates=gates,
         )
 
 
@@ -187,19 +200,41 @@ def idle_fidelity(idle_s: float, t1_us: float | None, t2_us: float | None) -> fl
     return (1 + math.exp(-idle_s / t1) + 2 * math.exp(-idle_s / t2)) / 4
 
 
-def esp_of(circuit: QuantumCircuit, target: Target, device: DeviceCalibration) -> LayoutScore:
-    """ESP of an already transpiled circuit, with its error budget."""
+Op = tuple[str, tuple[int, ...]]
+
+
+def _ops(circuit: QuantumCircuit) -> list[tuple[Instruction, Op]]:
+    """The circuit's operations with their qubit indices (barriers and delays left out)."""
+    return [
+        (i, (i.operation.name, tuple(circuit.find_bit(q).index for q in i.qubits)))
+        for i in circuit.data
+        if i.operation.name not in IGNORED_OPS
+    ]
+
+
+def _props(target: Target, op: Op) -> InstructionProperties | None:
+    """Calibration of an operation; a two-qubit gate may be calibrated the other way round."""
+    name, qargs = op
+    if name not in target.operation_names:
+        return None
+    table = target[name]
+    found = table.get(qargs)
+    if found is None and len(qargs) == 2:
+        found = table.get(qargs[::-1])
+    return found
+
+
+def esp_of(ops: list[Op], target: Target, device: DeviceCalibration) -> LayoutScore:
+    """ESP of operations on physical qubits, with its error budget."""
     gate_ok = readout_ok = idle_ok = 1.0
     ready: dict[int, float] = {}  # when each qubit is next free (s)
     first: dict[int, float] = {}
     busy: dict[int, float] = {}
     two_qubit = 0
-    for instruction in circuit.data:
-        name = instruction.operation.name
-        if name in IGNORED_OPS:
-            continue
-        qargs = tuple(circuit.find_bit(q).index for q in instruction.qubits)
-        props = target[name].get(qargs) if name in target.operation_names else None
+    depth: dict[int, int] = {}
+    for op in ops:
+        name, qargs = op
+        props = _props(target, op)
         error = (props.error if props is not None else None) or 0.0
         duration = (props.duration if props is not None else None) or 0.0
         if name == "measure":
@@ -208,17 +243,18 @@ def esp_of(circuit: QuantumCircuit, target: Target, device: DeviceCalibration) -
             gate_ok *= 1 - error
             two_qubit += len(qargs) == 2
         start = max((ready.get(q, 0.0) for q in qargs), default=0.0)
+        level = max((depth.get(q, 0) for q in qargs), default=0) + 1
         for q in qargs:
             first.setdefault(q, start)
             ready[q] = start + duration
             busy[q] = busy.get(q, 0.0) + duration
+            depth[q] = level
     end = max(ready.values(), default=0.0)
     for q, began in first.items():
         # A qubit waits from its first operation to the end of the circuit (measurements
         # happen at the end), less the time its own gates take.
         idle = (end - began) - busy[q]
         idle_ok *= idle_fidelity(idle, device.t1_us[q], device.t2_us[q])
-    layout = circuit.layout.final_index_layout() if circuit.layout is not None else []
     return LayoutScore(
         backend=device.backend,
         version=device.version,
@@ -227,22 +263,100 @@ def esp_of(circuit: QuantumCircuit, target: Target, device: DeviceCalibration) -
         readout_error=1 - readout_ok,
         decoherence_error=1 - idle_ok,
         duration_us=end * 1e6,
-        layout=tuple(layout),
+        layout=(),
         two_qubit_gates=two_qubit,
-        depth=circuit.depth(lambda i: i.operation.name not in IGNORED_OPS),
+        depth=max(depth.values(), default=0),
     )
 
 
-def transpile_for(circuit: QuantumCircuit, target: Target, seed: int) -> QuantumCircuit:
-    """The circuit as the backend would run it (noise-aware layout, routing, basis)."""
-    try:
-        return transpile(circuit, target=target, optimization_level=1, seed_transpiler=seed)
-    except Exception as exc:  # the transpiler raises many kinds; all mean "cannot run here"
-        raise NotSchedulable(f"cannot transpile for {target.description}: {exc}") from None
+def _error_table(target: Target) -> dict[Op, float]:
+    """−log(1 − error) of every calibrated operation, both directions for two-qubit gates."""
+    table: dict[Op, float] = {}
+    for name in target.operation_names:
+        for qargs, props in target[name].items():
+            if qargs is None:
+                continue
+            error = (props.error if props is not None else None) or 0.0
+            cost = -math.log(max(1 - error, 1e-12))
+            table[(name, qargs)] = cost
+            if len(qargs) == 2:
+                table.setdefault((name, qargs[::-1]), cost)
+    return table
 
 
-def score(qasm: str, device: DeviceCalibration) -> LayoutScore:
-    """Transpile `qasm` for the backend and score the result (worker-process entry point)."""
+def _coupling_graph(device: DeviceCalibration) -> rx.PyGraph:
+    graph = rx.PyGraph(multigraph=False)
+    graph.add_nodes_from(range(device.num_qubits))
+    graph.add_edges_from_no_data([(a, b) for a, b in device.coupling_map])
+    return graph
+
+
+_tables: OrderedDict[tuple[str, str], tuple[dict[Op, float], rx.PyGraph]] = OrderedDict()
+
+
+def _tables_for(device: DeviceCalibration, target: Target) -> tuple[dict[Op, float], rx.PyGraph]:
+    key = (device.backend, device.version)
+    found = _tables.get(key)
+    if found is None:
+        found = (_error_table(target), _coupling_graph(device))
+        _tables[key] = found
+        if len(_tables) > TARGET_CACHE_SIZE:
+            _tables.popitem(last=False)
+    return found
+
+
+def best_layout(
+    ops: list[Op], device: DeviceCalibration, target: Target
+) -> tuple[list[int], list[int]]:
+    """(active qubits, where to put them): the placement with the least gate and readout error.
+
+    As mapomatic does: the routed circuit is deflated to the qubits it uses, and every
+    placement of its interaction graph on the coupling map that VF2 finds (up to
+    LAYOUT_CANDIDATES, within LAYOUT_SECONDS) is scored; the transpiler's own is a candidate.
+    """
+    active = sorted({q for _, qargs in ops for q in qargs})
+    if not device.coupling_map or len(active) < 2:
+        return active, active
+    local = {q: i for i, q in enumerate(active)}
+    counts: dict[Op, int] = {}
+    for name, qargs in ops:
+        key = (name, tuple(local[q] for q in qargs))
+        counts[key] = counts.get(key, 0) + 1
+    errors, coupling = _tables_for(device, target)
+
+    def cost(place: list[int]) -> float | None:
+        total = 0.0
+        for (name, qargs), n in counts.items():
+            found = errors.get((name, tuple(place[q] for q in qargs)))
+            if found is None:
+                return None  # that operation is not available there
+            total += n * found
+        return total
+
+    interaction = rx.PyGraph(multigraph=False)
+    interaction.add_nodes_from(range(len(active)))
+    pairs = {(min(qargs), max(qargs)) for _, qargs in counts if len(qargs) == 2}
+    interaction.add_edges_from_no_data(sorted(pairs))
+    best, best_cost = active, cost(active)
+    deadline = time.monotonic() + LAYOUT_SECONDS
+    mappings = rx.vf2_mapping(
+        coupling, interaction, subgraph=True, induced=False, id_order=False,
+        call_limit=LAYOUT_CALL_LIMIT,
+    )  # fmt: skip
+    for n, mapping in enumerate(mappings):
+        place = [0] * len(active)
+        for physical, virtual in mapping.items():
+            place[virtual] = physical
+        found = cost(place)
+        if found is not None and (best_cost is None or found < best_cost):
+            best, best_cost = place, found
+        if n >= LAYOUT_CANDIDATES or time.monotonic() > deadline:
+            break
+    return active, best
+
+
+def place(qasm: str, device: DeviceCalibration) -> tuple[QuantumCircuit, LayoutScore]:
+    """The circuit transpiled for the backend and moved to its best placement, with its ESP."""
     circuit = parse_circuit(qasm)
     if circuit.num_qubits > device.num_qubits:
         raise NotSchedulable(
@@ -251,7 +365,48 @@ def score(qasm: str, device: DeviceCalibration) -> LayoutScore:
         )
     target = target_for(device)
     seed = int(circuit_key(qasm)[:8], 16)
-    return esp_of(transpile_for(circuit, target, seed), target, device)
+    routed = transpile_for(circuit, target, seed)
+    ops = _ops(routed)
+    active, where = best_layout([op for _, op in ops], device, target)
+    move = dict(zip(active, where, strict=True))
+    placed = QuantumCircuit(device.num_qubits, name=routed.name)
+    for creg in routed.cregs:
+        placed.add_register(creg)
+    for instruction, (_name, qargs) in ops:
+        clbits = [placed.clbits[routed.find_bit(c).index] for c in instruction.clbits]
+        placed.append(instruction.operation, [move[q] for q in qargs], clbits)
+    if where != active:
+        placed = _finish(placed, target)  # a moved two-qubit gate may need turning round
+    result = esp_of([op for _, op in _ops(placed)], target, device)
+    initial = routed.layout.final_index_layout() if routed.layout is not None else []
+    layout = tuple(move.get(q, q) for q in initial)
+    return placed, replace(result, layout=layout)
+
+
+def _finish(circuit: QuantumCircuit, target: Target) -> QuantumCircuit:
+    """Gate directions the backend supports, in its basis, single-qubit runs merged."""
+    manager = PassManager(
+        [
+            GateDirection(None, target=target),
+            BasisTranslator(StandardEquivalenceLibrary, target.operation_names, target=target),
+            Optimize1qGatesDecomposition(target=target),
+        ]
+    )
+    finished = manager.run(circuit)
+    return finished
+
+
+def transpile_for(circuit: QuantumCircuit, target: Target, seed: int) -> QuantumCircuit:
+    """The circuit as the backend would run it (layout, routing, basis)."""
+    try:
+        return transpile(circuit, target=target, optimization_level=1, seed_transpiler=seed)
+    except Exception as exc:  # the transpiler raises many kinds; all mean "cannot run here"
+        raise NotSchedulable(f"cannot transpile for {target.description}: {exc}") from None
+
+
+def score(qasm: str, device: DeviceCalibration) -> LayoutScore:
+    """ESP of `qasm` at its best placement on the backend (worker-process entry point)."""
+    return place(qasm, device)[1]
 
 
 def warm_up() -> bool:

@@ -31,7 +31,7 @@ from qjt.db import migrate, open_pool
 from qjt.devstack import NatsServer
 from services.recommender.esp import ghz_qasm
 from tests.conftest import make_settings
-from tests.helpers.stack import ServiceStack, wait_until
+from tests.helpers.stack import ServiceStack
 
 SEED = 11
 MOMENT = datetime(2026, 11, 20, 12, tzinfo=UTC)
