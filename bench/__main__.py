@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import api, bus, emulator, poller, recorder
+from bench import api, bus, emulator, poller, predictor, recommender, recorder
 
 if __name__ == "__main__":
     bus.main()
@@ -8,3 +8,5 @@ if __name__ == "__main__":
     recorder.main()
     poller.main()
     api.main()
+    predictor.main()
+    recommender.main()
