@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up down test test-fast lint format bench schema clean
+.PHONY: install tools up down test test-fast lint format bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
+
+# Debian tools the tests drive: promtool (Prometheus alert-rule tests).
+tools: ## install the Debian tools the tests use, if missing (needs root or sudo)
+	@command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian's prometheus package for promtool"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 up: install ## start NATS, PostgreSQL and every service in the foreground (Ctrl-C stops)
 	$(BIN)/qjt up
@@ -29,7 +37,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint ## the whole suite: unit, integration (real NATS + PostgreSQL), end-to-end
+test: install tools lint ## the whole suite: unit, integration (real NATS + PostgreSQL), end-to-end
 	$(BIN)/pytest
 
 test-fast: install

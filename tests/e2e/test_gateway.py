@@ -156,7 +156,8 @@ def fully_scored(a: Any, circuit: str, preference: str) -> list[dict[str, Any]]:
         ranked = answer.json()
         return ranked if all(r["estimated_success_probability"] for r in ranked) else None
 
-    return wait_until(ask, 60, "every backend scored")
+    ranked: list[dict[str, Any]] = wait_until(ask, 60, "every backend scored")
+    return ranked
 
 
 def test_auto_backend_takes_the_recommenders_best(gateway: Gateway) -> None:

@@ -34,6 +34,7 @@ from tests.conftest import make_settings
 from tests.helpers.stack import ServiceStack
 
 SEED = 11
+Recommender = tuple[Bus, str, list[EmulatedBackend]]
 MOMENT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 MEDIUM = ["ibm_algiers", "ibm_geneva", "ibm_hanoi", "ibmq_kolkata", "ibmq_mumbai"]
 SMALL = "ibm_lagos"  # 7 qubits
@@ -81,7 +82,7 @@ def request(**fields: object) -> RecommendRequest:
     return RecommendRequest(**{**base, **fields})
 
 
-async def test_both_strategies_respect_the_hard_limits(recommender) -> None:
+async def test_both_strategies_respect_the_hard_limits(recommender: Recommender) -> None:
     bus, _db, _backends = recommender
     circuit = ghz_qasm(8)
     for strategy in ("esp", "seed"):
@@ -141,7 +142,7 @@ def degraded(calibration: BackendCalibration, at: datetime, factor: float) -> Ba
     )
 
 
-async def test_a_backend_whose_calibration_degrades_drops_in_rank(recommender) -> None:
+async def test_a_backend_whose_calibration_degrades_drops_in_rank(recommender: Recommender) -> None:
     bus, database, backends = recommender
     ask = request(circuit=ghz_qasm(6), preference="best_quality", backends=MEDIUM)
     before = await bus.request(ask, RecommendReply, 30)
@@ -161,7 +162,9 @@ async def test_a_backend_whose_calibration_degrades_drops_in_rank(recommender) -
     assert (now.estimated_success_probability or 0) < top.estimated_success_probability - 0.2
 
 
-async def test_a_deadline_is_kept_and_later_asks_get_the_full_ranking(recommender) -> None:
+async def test_a_deadline_is_kept_and_later_asks_get_the_full_ranking(
+    recommender: Recommender,
+) -> None:
     bus, _db, _backends = recommender
     circuit = ghz_qasm(20)
     started = time.monotonic()
@@ -184,7 +187,9 @@ async def test_a_deadline_is_kept_and_later_asks_get_the_full_ranking(recommende
     assert len(full.recommendations) == len(MEDIUM)
 
 
-async def test_predictions_fall_back_to_the_seed_then_learn_from_history(recommender) -> None:
+async def test_predictions_fall_back_to_the_seed_then_learn_from_history(
+    recommender: Recommender,
+) -> None:
     bus, database, _backends = recommender
     ask = PredictRequest(request_id="p1", backend=MEDIUM[0], num_circuits=2, shots=4096)
     first = await bus.request(ask, PredictReply, 30)

@@ -65,6 +65,6 @@ def test_the_learned_model_beats_the_seed_on_later_emulated_history() -> None:
     mae_learned = np.mean(np.abs([p.median_s for p in learned] - actual))
     mae_seed = np.mean(np.abs([p.median_s or 0.0 for p in seeded] - actual))
     assert mae_learned < 0.7 * mae_seed, (mae_learned, mae_seed)
-    inside = [p.low_s <= a <= p.high_s for p, a in zip(learned, actual, strict=True)]  # type: ignore[operator]
+    inside = [p.low_s <= a <= p.high_s for p, a in zip(learned, actual, strict=True)]
     assert 0.65 <= np.mean(inside) <= 0.95
     assert all(p.low_s <= p.median_s <= p.high_s for p in learned)  # type: ignore[operator]
