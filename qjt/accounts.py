@@ -123,7 +123,7 @@ def register(
 
 
 def rotate_keys(database_url: str, vault: Vault) -> int:
-    """Re-encrypt every stored token with the newest key; returns how many."""
+    """Re-encrypt every stored token and channel secret with the newest key; how many."""
     with psycopg.connect(database_url) as conn, conn.transaction():
         rows = conn.execute(
             "SELECT id, token_ciphertext FROM ibm_credentials FOR UPDATE"
@@ -134,7 +134,17 @@ def rotate_keys(database_url: str, vault: Vault) -> int:
                 "WHERE id = %s",
                 (vault.rotate(bytes(ciphertext)), credential_id),
             )
-    return len(rows)
+        channels = conn.execute(
+            "SELECT id, target_ciphertext, secret_ciphertext FROM notification_channels FOR UPDATE"
+        ).fetchall()
+        for channel_id, target, secret in channels:
+            conn.execute(
+                "UPDATE notification_channels SET target_ciphertext = %s, "
+                "secret_ciphertext = %s WHERE id = %s",
+                (vault.rotate(bytes(target)), vault.rotate(bytes(secret)) if secret else None,
+                 channel_id),
+            )  # fmt: skip
+    return len(rows) + len(channels)
 
 
 def set_role(database_url: str, user_id: str, role: str) -> None:

@@ -98,7 +98,7 @@ def _cmd_account_rotate(_args: argparse.Namespace) -> int:
     except VaultError as exc:
         print(f"error: {exc}")
         return 1
-    print(f"re-encrypted {count} stored token(s) with the newest key")
+    print(f"re-encrypted {count} stored token(s) and channel secret(s) with the newest key")
     return 0
 
 

@@ -145,6 +145,34 @@ class Settings(BaseSettings):
     predictor_history_jobs: int = Field(
         200_000, ge=100, description="Most recent queue waits the predictor learns from."
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="The API's address as users reach it (links)."
+    )
+    notifier_max_attempts: int = Field(
+        8, ge=1, description="Sends of one notification before its channel is reported failing."
+    )
+    notifier_lease_s: float = Field(
+        60, gt=0, description="How long a notifier replica holds a delivery it is sending."
+    )
+    notifier_retry_max_s: float = Field(
+        300, gt=0, description="Longest wait between two sends of one notification."
+    )
+    alert_queue_threshold: int = Field(
+        100, ge=1, description="Pending jobs at which a backend's queue alert fires."
+    )
+    alert_degradation_factor: float = Field(
+        1.5, gt=1, description="How much worse than its 7-day baseline a calibration alerts."
+    )
+    alert_quota_share: float = Field(
+        0.8, gt=0, le=1, description="Share of an instance's quota whose use alerts."
+    )
+    grafana_url: str | None = Field(
+        None, description="Grafana for annotations and `qjt grafana provision` (unset: none)."
+    )
+    grafana_token: SecretStr | None = Field(None, description="Grafana service-account token.")
+    slack_api_url: str | None = Field(
+        None, description="Slack Web API base URL for bot tokens (unset: slack-sdk's default)."
+    )
     emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
 
 

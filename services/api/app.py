@@ -16,7 +16,7 @@ from qjt.service import connect_bus
 from qjt.webapp import add_metrics_route
 from services.api.deps import Gateway
 from services.api.errors import install_error_handlers
-from services.api.routes import accounts, backends, jobs, overview
+from services.api.routes import accounts, backends, jobs, notifications, overview
 from services.api.store import Store
 
 DESCRIPTION = """
@@ -107,7 +107,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     add_metrics_route(app)
-    for module in (accounts, backends, jobs, overview):
+    for module in (accounts, backends, jobs, notifications, overview):
         app.include_router(module.router)
 
     app.add_middleware(BodyLimit, limit=get_settings().api_max_body_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr
 
 from qjt.contracts import (
     DisplayStatus,
@@ -398,3 +398,60 @@ class Dashboard(BaseModel):
     least_busy_backend: str | None
     recommendations: list[RecommendationOut]
     recommendations_note: str | None = None
+
+
+NotificationEvent = Literal[
+    "job.completed", "job.failed", "job.cancelled", "backend.alert", "quota.alert"
+]
+
+
+JOB_NOTIFICATIONS: tuple[NotificationEvent, ...] = ("job.completed", "job.failed", "job.cancelled")
+
+
+class ChannelIn(Strict):
+    """A destination for notifications."""
+
+    kind: Literal["slack_webhook", "slack_bot", "webhook"]
+    name: str = Field("", max_length=100)
+    url: AnyHttpUrl | None = Field(None, description="Slack incoming webhook or webhook URL.")
+    token: SecretStr | None = Field(None, max_length=500, description="Slack bot token.")
+    slack_channel: str | None = Field(None, min_length=1, max_length=100)
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(JOB_NOTIFICATIONS), min_length=1
+    )
+    backends: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=200, description="Backend alerts for these only."
+    )
+    scope: Literal["mine", "all"] = "mine"
+
+
+class ChannelOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    scope: str
+    events: list[str]
+    backends: list[str]
+    target_hint: str = Field(description="Scheme and host only; the URL or token is secret.")
+    slack_channel: str | None
+    status: Literal["active", "failing"]
+    failure: str | None = Field(description="Why the channel was reported failing.")
+    created_at: datetime
+
+
+class ChannelCreated(ChannelOut):
+    signing_secret: str | None = Field(
+        description="Webhooks: the HMAC-SHA256 key for X-QJT-Signature, shown only now."
+    )
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    channel_id: int | None
+    event: str
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime

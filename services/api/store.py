@@ -479,3 +479,61 @@ class Store:
         )
         assert totals is not None
         return instances, totals
+
+
+class ChannelStore:
+    """Notification channels and their deliveries (the notifier reads and sends them)."""
+
+    COLUMNS = """id, kind, name, scope, events, backends, target_hint, slack_channel,
+                 status, failure, created_at"""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def _all(self, sql: str, params: Any = None) -> list[Row]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+    async def create(self, user_id: str, fields: dict[str, Any]) -> Row:
+        rows = await self._all(
+            f"""INSERT INTO notification_channels
+                  (user_id, kind, name, scope, events, backends, target_ciphertext,
+                   target_hint, slack_channel, secret_ciphertext)
+                VALUES (%(user_id)s, %(kind)s, %(name)s, %(scope)s, %(events)s, %(backends)s,
+                        %(target_ciphertext)s, %(target_hint)s, %(slack_channel)s,
+                        %(secret_ciphertext)s)
+                RETURNING {self.COLUMNS}""",
+            {"user_id": user_id, **fields},
+        )
+        return rows[0]
+
+    async def of_user(self, user_id: str) -> list[Row]:
+        return await self._all(
+            f"SELECT {self.COLUMNS} FROM notification_channels WHERE user_id = %s ORDER BY id",
+            (user_id,),
+        )
+
+    async def delete(self, user_id: str, channel_id: int) -> bool:
+        rows = await self._all(
+            "DELETE FROM notification_channels WHERE id = %s AND user_id = %s RETURNING id",
+            (channel_id, user_id),
+        )
+        return bool(rows)
+
+    async def reactivate(self, user_id: str, channel_id: int) -> Row | None:
+        rows = await self._all(
+            f"""UPDATE notification_channels SET status = 'active', failure = NULL
+                WHERE id = %s AND user_id = %s RETURNING {self.COLUMNS}""",
+            (channel_id, user_id),
+        )
+        return rows[0] if rows else None
+
+    async def deliveries(self, user_id: str, limit: int) -> list[Row]:
+        return await self._all(
+            """SELECT n.id, n.channel_id, n.kind AS event, n.status, n.attempts, n.last_error,
+                      n.created_at, n.sent_at, n.next_attempt_at
+               FROM notifications n JOIN notification_channels c ON c.id = n.channel_id
+               WHERE c.user_id = %s ORDER BY n.id DESC LIMIT %s""",
+            (user_id, limit),
+        )

@@ -1,16 +1,35 @@
-"""Wiring for the notifier service: `python -m services.notifier`."""
+"""Wiring for the notifier service: `python -m services.notifier`.
+
+A durable consumer (`notifier`) on every event; job final states, backend status and
+calibration, and instance usage become ledger rows and sends (`service.py`); a loop in
+each replica retries what is due.
+"""
 
 from __future__ import annotations
 
+from qjt.bus import EVT_STREAM, ConsumerSpec
 from qjt.service import ServiceContext, run_service
+from qjt.vault import Vault, VaultError
+from services.notifier.service import Notifier
+from services.notifier.store import NotifierStore
 
 
 async def start(ctx: ServiceContext) -> None:
-    """Connections, /healthz, /metrics and drain-on-SIGTERM come from run_service.
-
-    Message handling arrives with the service's own issue; until then the service
-    subscribes to nothing, so no message is consumed and lost.
-    """
+    assert ctx.pool is not None
+    try:
+        vault: Vault | None = Vault.from_settings(ctx.settings)
+    except VaultError:
+        vault = None  # channels cannot be read; each is reported failing when used
+    notifier = Notifier(ctx.settings, NotifierStore(ctx.pool), vault)
+    spec = ConsumerSpec(
+        stream=EVT_STREAM,
+        durable="notifier",
+        filter_subject="qjt.evt.>",
+        ack_wait_s=ctx.settings.ack_wait_s,
+        batch=64,
+    )
+    ctx.run_consumer(await ctx.bus.consumer(spec, notifier.handle))
+    ctx.spawn(notifier.retry_forever(ctx.stopping), name="notifier-retries")
 
 
 if __name__ == "__main__":

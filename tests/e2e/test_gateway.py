@@ -14,6 +14,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from qjt.devstack import stop_process
 from qjt.ibm import runtime_service
 from services.emulator.accounts import crn_for
 from tests.e2e.conftest import TOKEN_A, TOKEN_B, Gateway
+from tests.helpers.fake_slack import FakeSlack
 from tests.helpers.stack import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -599,3 +601,42 @@ async def _stream_contents(gateway: Gateway) -> str:
             chunks.append((msg.data or b"").decode(errors="replace"))
     await nc.close()
     return "\n".join(chunks)
+
+
+def test_notification_channels_through_the_api_post_a_finished_job_once(
+    gateway: Gateway,
+) -> None:
+    a, b = gateway.a, gateway.b
+    slack = FakeSlack().start()
+    try:
+        hook = slack.script("/hooks/services/T000/B000/secret-path", "200")
+        made = a.http.post(
+            "/v1/notifications/channels",
+            json={"kind": "slack_webhook", "url": hook, "name": "team"},
+        )
+        assert made.status_code == 201, made.text
+        channel = made.json()
+        assert channel["target_hint"] == "http://127.0.0.1/…" and channel["signing_secret"] is None
+        listed = a.http.get("/v1/notifications/channels").text
+        assert "secret-path" not in listed and str(channel["id"]) in listed
+        assert b.http.get("/v1/notifications/channels").json() == []
+        team = a.http.post(
+            "/v1/notifications/channels", json={"kind": "webhook", "url": hook, "scope": "all"}
+        )
+        assert team.status_code == 403
+        missing = a.http.post("/v1/notifications/channels", json={"kind": "slack_bot"})
+        assert missing.status_code == 422 and "token" in missing.json()["error"]["message"]
+        signed = a.http.post("/v1/notifications/channels", json={"kind": "webhook", "url": hook})
+        assert signed.status_code == 201 and len(signed.json()["signing_secret"]) > 30
+        assert a.http.delete(f"/v1/notifications/channels/{signed.json()['id']}").status_code == 204
+
+        job_id = a.submit(primitive="aer", circuits=[BELL], shots=100)
+        a.wait_status(job_id, "Completed", timeout_s=90)
+        [post] = wait_until(slack.posts, 60, "the Slack post for the job")
+        time.sleep(2)
+        assert len(slack.posts()) == 1
+        assert job_id in json.dumps(post.body) and "aer" in json.dumps(post.body)
+        deliveries = a.http.get("/v1/notifications/deliveries").json()
+        assert [d["status"] for d in deliveries] == ["sent"]
+    finally:
+        slack.stop()

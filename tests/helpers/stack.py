@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 from qjt.devstack import NatsServer, free_port, stop_process
 
-WORKERS = ("recorder", "poller", "submitter", "recommender")
+WORKERS = ("recorder", "poller", "submitter", "recommender", "notifier")
 
 
 class ServiceStack:
