@@ -283,17 +283,12 @@ class NotifierStore:
         async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
-                    """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY t1),
-                              percentile_cont(0.5) WITHIN GROUP (ORDER BY readout),
+                    """SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY t1_median_us),
+                              percentile_cont(0.5) WITHIN GROUP (ORDER BY readout_error_median),
                               count(*)
-                       FROM (SELECT calibrated_at,
-                                    percentile_cont(0.5) WITHIN GROUP (ORDER BY t1_us) AS t1,
-                                    percentile_cont(0.5) WITHIN GROUP (ORDER BY readout_error)
-                                      AS readout
-                             FROM qubit_calibration
-                             WHERE backend = %s AND calibrated_at < %s
-                               AND calibrated_at >= %s - interval '7 days'
-                             GROUP BY calibrated_at) s""",
+                       FROM calibration_snapshots
+                       WHERE backend = %s AND calibrated_at < %s
+                         AND calibrated_at >= %s - interval '7 days'""",
                     (backend, before, before),
                 )
             ).fetchone()

@@ -8,6 +8,7 @@ duplication or replay of events gives the same tables.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -126,6 +127,7 @@ class Rows:
     gate_calibration: list[tuple[Any, ...]] = field(default_factory=list)
     instance_usage: list[tuple[Any, ...]] = field(default_factory=list)
     instance_backends: list[tuple[Any, ...]] = field(default_factory=list)
+    calibration_snapshots: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in vars(self).values())
@@ -297,7 +299,31 @@ def job_row(event: JobEvent) -> JobRow | None:
     return None
 
 
+# A qubit counts as faulty when its readout error is at least this (dashboards' count).
+FAULTY_READOUT = 0.2
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def _calibration_rows(event: BackendCalibration, rows: Rows) -> None:
+    one_qubit = [g.error for g in event.gates if len(g.qubits) == 1 and g.gate in ("sx", "x")]
+    two_qubit = [g.error for g in event.gates if len(g.qubits) == 2]
+    rows.calibration_snapshots.append(
+        (
+            event.backend,
+            event.calibrated_at,
+            len(event.qubits),
+            _median([q.t1_us for q in event.qubits]),
+            _median([q.t2_us for q in event.qubits]),
+            _median([q.readout_error for q in event.qubits]),
+            _median(one_qubit),
+            _median(two_qubit),
+            sum((q.readout_error or 0) >= FAULTY_READOUT for q in event.qubits),
+        )
+    )
     for qubit in event.qubits:
         rows.qubit_calibration.append(
             (

@@ -62,6 +62,11 @@ APPEND_ONLY = {
     "gate_calibration": ("backend", "calibrated_at", "gate", "qubits", "error", "duration_ns"),
     "instance_usage": ("instance", "observed_at", "usage_consumed_seconds", "usage_limit_seconds"),
     "instance_backends": ("instance", "observed_at", "backend"),
+    "calibration_snapshots": (
+        "backend", "calibrated_at", "qubits", "t1_median_us", "t2_median_us",
+        "readout_error_median", "one_qubit_error_median", "two_qubit_error_median",
+        "faulty_qubits",
+    ),
 }  # fmt: skip
 
 # One per table, emptied at each commit: `tmp_jobs` has no constraints or defaults (a row

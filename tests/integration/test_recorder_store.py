@@ -253,3 +253,8 @@ def test_backend_and_usage_rows_are_stored_once(recorder: Recorder) -> None:
         "SELECT median_t1_us, samples FROM calibration_daily WHERE backend = 'ibm_kyiv'"
     )
     assert medians == [(201.0, 3)]
+    snapshot = recorder.query(
+        "SELECT qubits, t1_median_us, t2_median_us, readout_error_median, "
+        "two_qubit_error_median, one_qubit_error_median FROM calibration_snapshots"
+    )
+    assert snapshot == [(3, 201.0, 100.0, 0.01, 0.008, None)]  # once, despite two writes
