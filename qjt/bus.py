@@ -30,7 +30,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from qjt.config import Settings
 from qjt.contracts import ContractError, Message, parse_message
@@ -50,6 +50,12 @@ DEAD_LETTERED = Counter("qjt_bus_dead_lettered_total", "Messages sent to qjt.dlq
 OUTAGE_RETRIES = Counter(
     "qjt_bus_outage_retries_total", "Batches retried because a dependency was down", ["durable"]
 )
+PENDING = Gauge(
+    "qjt_bus_consumer_pending",
+    "Messages waiting for a durable consumer (not yet delivered, or delivered and unacked)",
+    ["durable"],
+)
+LAG_EVERY_S = 5.0
 HANDLE_SECONDS = Histogram(
     "qjt_bus_handle_seconds", "Time to handle one fetched batch", ["durable"]
 )
@@ -66,6 +72,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.NoStreamResponseError,
     nats.js.errors.ServiceUnavailableError,
 )
+LAG_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, nats.js.errors.APIError)
 
 ACK_TIMEOUT_S = 5.0
 
@@ -442,6 +449,7 @@ class Consumer:
 
     def __post_init__(self) -> None:
         self._consumed = CONSUMED.labels(self.spec.durable)
+        self._lag_at = 0.0
 
     def stop(self) -> None:
         """Ask the loop to return after the batch in hand."""
@@ -474,6 +482,7 @@ class Consumer:
                     log.warning("fetch on %s failed: %s", self.spec.durable, exc)
                     await asyncio.sleep(0.5)
                     continue
+                await self._report_lag()
                 if raw:
                     task = asyncio.create_task(self._timed_handle(raw))
                     busy.add(task)
@@ -483,6 +492,19 @@ class Consumer:
                 await asyncio.gather(*busy, return_exceptions=True)
             self._running = False
             self._stopped.set()
+
+    async def _report_lag(self) -> None:
+        """Every few seconds, how far behind this durable consumer is (for alerts)."""
+        now = time.monotonic()
+        if now - self._lag_at < LAG_EVERY_S:
+            return
+        self._lag_at = now
+        try:
+            info = await self.sub.consumer_info()
+        except LAG_ERRORS:
+            return
+        waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        PENDING.labels(self.spec.durable).set(waiting)
 
     async def _timed_handle(self, raw: Sequence[Msg]) -> None:
         with HANDLE_SECONDS.labels(self.spec.durable).time():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qjt import __version__
@@ -42,6 +44,47 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await bus.close()
         await pool.close()
+
+
+REQUEST_SECONDS = Histogram(
+    "qjt_api_request_seconds",
+    "API request latency, by route template and status class",
+    ["method", "route", "status"],
+    buckets=(0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class Timed:
+    """ASGI middleware: each request's latency into `qjt_api_request_seconds`.
+
+    The route label is the matched path template (`/v1/jobs/{job_id}`), never the raw path,
+    so job ids do not become label values.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            REQUEST_SECONDS.labels(scope["method"], template, f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )
 
 
 class BodyLimit:
@@ -111,6 +154,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
 
     app.add_middleware(BodyLimit, limit=get_settings().api_max_body_bytes)
+    app.add_middleware(Timed)
 
     @app.get("/healthz", tags=["health"], summary="Readiness of the gateway and its connections")
     async def healthz() -> JSONResponse:

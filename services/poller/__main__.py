@@ -60,6 +60,9 @@ T = TypeVar("T")
 IBM_REQUESTS = Counter("qjt_poller_ibm_calls_total", "Client calls made to IBM", ["call"])
 IBM_ERRORS = Counter("qjt_poller_ibm_errors_total", "Client calls that failed", ["call"])
 IBM_SECONDS = Histogram("qjt_poller_ibm_call_seconds", "Client call latency", ["call"])
+LAST_POLL = Gauge(
+    "qjt_poller_last_success_timestamp_seconds", "When a kind of poll last succeeded", ["kind"]
+)
 TRACKED_JOBS = Gauge("qjt_poller_tracked_jobs", "Open jobs being tracked")
 TARGETS = Gauge("qjt_poller_targets", "Credential × instance pairs polled by this replica")
 BACKENDS = Gauge("qjt_poller_backends", "Backends whose status this replica polls")
@@ -164,6 +167,8 @@ class Poller:
                     await poll(target, account)
                 except Exception as exc:  # loop edge: reported below, retried next turn
                     failures.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+                else:
+                    LAST_POLL.labels(name).set_to_current_time()
         if failures:
             raise PollError("; ".join(failures))
 

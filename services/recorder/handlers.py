@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from prometheus_client import Counter
+
 from qjt.contracts import (
     STATUS_RANK,
     BackendCalibration,
@@ -139,9 +141,21 @@ class RowStore(Protocol):
     async def write(self, rows: Rows) -> None: ...
 
 
+JOB_STATES = Counter(
+    "qjt_recorder_job_states_total", "Job state changes recorded, by the state entered", ["state"]
+)
+JOB_STATE_OF = {JobAccepted: "ACCEPTED", JobResult: "DONE", JobFailed: "ERROR",
+                JobCancelled: "CANCELLED"}  # fmt: skip
+
+
 async def record(events: list[Message], store: RowStore) -> None:
     """Handler for a batch of events: store all of it, or raise and store none of it."""
     await store.write(rows_for(events))
+    for event in events:
+        if isinstance(event, JobStatusChanged):
+            JOB_STATES.labels(event.status).inc()
+        elif type(event) in JOB_STATE_OF:
+            JOB_STATES.labels(JOB_STATE_OF[type(event)]).inc()
 
 
 def rows_for(events: list[Message]) -> Rows:

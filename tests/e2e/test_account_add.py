@@ -99,7 +99,9 @@ def test_rotate_keys_re_encrypts_every_token(env: dict[str, str]) -> None:
     old = env["QJT_FERNET_KEYS"]
     new = Fernet.generate_key().decode()
     rotated = run_qjt(["account", "rotate-keys"], "", {**env, "QJT_FERNET_KEYS": f"{new},{old}"})
-    assert rotated.returncode == 0 and "re-encrypted 1 stored token(s) and channel" in rotated.stdout
+    assert (
+        rotated.returncode == 0 and "re-encrypted 1 stored token(s) and channel" in rotated.stdout
+    )
     with psycopg.connect(env["QJT_DATABASE_URL"]) as conn:
         row = conn.execute("SELECT token_ciphertext FROM ibm_credentials").fetchone()
     assert row is not None and Vault([new]).decrypt(bytes(row[0])) == DEMO_KEY
