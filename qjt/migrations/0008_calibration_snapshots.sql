@@ -20,3 +20,16 @@ BEGIN
     PERFORM create_hypertable('calibration_snapshots', 'calibrated_at', if_not_exists => TRUE, migrate_data => TRUE);
   END IF;
 END $$;
+
+-- Queue length per backend and hour, kept by the recorder as it stores status rows (only
+-- rows it newly inserts count, so redelivery does not count twice): the dashboards' queue
+-- history over weeks without reading every observation.
+CREATE TABLE IF NOT EXISTS backend_status_hourly (
+  backend           text NOT NULL,
+  bucket            timestamptz NOT NULL,
+  max_pending_jobs  integer NOT NULL,
+  sum_pending_jobs  bigint NOT NULL,
+  samples           integer NOT NULL,
+  PRIMARY KEY (backend, bucket)
+);
+CREATE INDEX IF NOT EXISTS backend_status_hourly_bucket ON backend_status_hourly (bucket);

@@ -69,6 +69,25 @@ APPEND_ONLY = {
     ),
 }  # fmt: skip
 
+# Rollups fed by the rows an insert really added (RETURNING skips duplicates), so a
+# redelivered event never counts twice.
+ROLLUPS = {
+    "backend_status": lambda insert: (
+        f"""
+WITH added AS ({insert} RETURNING backend, observed_at, pending_jobs)
+INSERT INTO backend_status_hourly AS h
+  (backend, bucket, max_pending_jobs, sum_pending_jobs, samples)
+SELECT backend, time_bucket(INTERVAL '1 hour', observed_at), max(pending_jobs), sum(pending_jobs),
+       count(*)
+FROM added GROUP BY 1, 2
+ON CONFLICT (backend, bucket) DO UPDATE SET
+  max_pending_jobs = GREATEST(h.max_pending_jobs, EXCLUDED.max_pending_jobs),
+  sum_pending_jobs = h.sum_pending_jobs + EXCLUDED.sum_pending_jobs,
+  samples = h.samples + EXCLUDED.samples
+"""
+    )
+}
+
 # One per table, emptied at each commit: `tmp_jobs` has no constraints or defaults (a row
 # may lack what the merge fills in), the others are shaped like their tables.
 TEMP_TABLES = JOBS_TEMP_TABLE + "".join(
@@ -145,10 +164,11 @@ class PostgresStore:
                     if values:
                         await _copy(cur, f"tmp_{table}", columns, values)
                         listed = ", ".join(columns)
-                        await cur.execute(
+                        insert = (
                             f"INSERT INTO {table} ({listed}) SELECT {listed} FROM tmp_{table} "
                             "ON CONFLICT DO NOTHING"
                         )
+                        await cur.execute(ROLLUPS[table](insert) if table in ROLLUPS else insert)
         except TRANSIENT_DB_ERRORS as exc:
             raise TransientError(f"PostgreSQL unavailable or contended: {exc}") from exc
 

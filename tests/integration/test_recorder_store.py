@@ -258,3 +258,7 @@ def test_backend_and_usage_rows_are_stored_once(recorder: Recorder) -> None:
         "two_qubit_error_median, one_qubit_error_median FROM calibration_snapshots"
     )
     assert snapshot == [(3, 201.0, 100.0, 0.01, 0.008, None)]  # once, despite two writes
+    hourly = recorder.query(
+        "SELECT max_pending_jobs, sum_pending_jobs, samples FROM backend_status_hourly"
+    )
+    assert hourly == [(12, 12, 1)]  # the second write added no status row, so no count
