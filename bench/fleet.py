@@ -43,10 +43,15 @@ class EmulatedBackend:
 
 
 def fleet(
-    seed: int, moment: datetime, *, min_qubits: int = 1, names: Iterable[str] | None = None
+    seed: int,
+    moment: datetime,
+    *,
+    min_qubits: int = 1,
+    names: Iterable[str] | None = None,
+    devices: dict[str, Device] | None = None,
 ) -> list[EmulatedBackend]:
     """Every emulated device with a calibration (or the named ones) at `moment`."""
-    devices = load_devices(seed)
+    devices = devices or load_devices(seed)
     wanted = list(names) if names is not None else sorted(devices)
     out = []
     for name in wanted:
@@ -107,13 +112,13 @@ async def store_history(
                 await copy.write_row((s.backend, s.observed_at, s.operational, s.pending_jobs))
         async with cur.copy(
             "COPY jobs (id, user_id, backend, primitive, status, status_rank, shots, "
-            "num_circuits, created_at, submitted_at, queued_at, running_at, finished_at) "
-            "FROM STDIN"
+            "num_circuits, created_at, submitted_at, queued_at, running_at, finished_at, "
+            "quantum_seconds) FROM STDIN"
         ) as copy:
             done = STATUS_RANK["DONE"]
             for job in jobs:
                 await copy.write_row(
                     (uuid.uuid4().hex, "history", job.backend, "sampler", "DONE", done,
                      int(job.size), 1, job.queued_at, job.queued_at, job.queued_at,
-                     job.started_at, job.finished_at)
+                     job.started_at, job.finished_at, job.run_s)
                 )  # fmt: skip

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
+
+import httpx
 
 from qjt import devstack
 from qjt.accounts import RegistrationError, register, rotate_keys, set_role
@@ -116,6 +119,38 @@ def _cmd_account_role(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grafana_export(args: argparse.Namespace) -> int:
+    from qjt import grafana  # noqa: PLC0415 (httpx only when needed)
+
+    for path in grafana.export(Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_grafana_provision(args: argparse.Namespace) -> int:
+    from qjt import grafana  # noqa: PLC0415
+
+    settings = get_settings()
+    url = args.url or settings.grafana_url
+    if not url:
+        print("error: no Grafana address: pass --url or set QJT_GRAFANA_URL")
+        return 2
+    token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+    database = None
+    if args.database_host:
+        database = {"host": args.database_host, "user": args.database_user,
+                    "dbname": args.database_name,
+                    "password": os.environ.get("QJT_GRAFANA_DB_PASSWORD", "")}  # fmt: skip
+    try:
+        done = grafana.provision(url, token, database, args.prometheus_url if database else None)
+    except (grafana.GrafanaError, httpx.HTTPError) as exc:
+        print(f"error: {exc}")
+        return 1
+    for line in done:
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjt", description="Quantum Job Tracker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_role.add_argument("user_id", help="the user's id (SHA-256 of their IBM token)")
     p_role.add_argument("role", choices=["user", "ops"])
     p_role.set_defaults(func=_cmd_account_role)
+
+    p_grafana = sub.add_parser("grafana", help="Grafana dashboards: export to files or push")
+    grafana_sub = p_grafana.add_subparsers(dest="grafana_command", required=True)
+    p_export = grafana_sub.add_parser("export", help="write the dashboards' JSON files")
+    p_export.add_argument("--out", default="deploy/grafana/dashboards", help="output folder")
+    p_export.set_defaults(func=_cmd_grafana_export)
+    p_push = grafana_sub.add_parser(
+        "provision", help="push the dashboards (and data sources) to a running Grafana"
+    )
+    p_push.add_argument("--url", help="Grafana's address (default: QJT_GRAFANA_URL)")
+    p_push.add_argument("--database-host", help="PostgreSQL host:port as Grafana reaches it "
+                        "(creates the data sources if missing; password from "
+                        "QJT_GRAFANA_DB_PASSWORD)")  # fmt: skip
+    p_push.add_argument("--database-user", default="qjt")
+    p_push.add_argument("--database-name", default="qjt")
+    p_push.add_argument("--prometheus-url", default="http://prometheus:9090")
+    p_push.set_defaults(func=_cmd_grafana_provision)
 
     p_schema = sub.add_parser("schema", help="write JSON Schema of every message")
     p_schema.add_argument("--out", default="docs/schemas", help="output folder")
