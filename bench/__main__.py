@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): every benchmark in turn."""
 
-from bench import api, bus, emulator, poller, predictor, recommender, recorder
+from bench import api, bus, emulator, panels, poller, predictor, recommender, recorder
 
 if __name__ == "__main__":
     bus.main()
@@ -10,3 +10,4 @@ if __name__ == "__main__":
     api.main()
     predictor.main()
     recommender.main()
+    panels.main()
