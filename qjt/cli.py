@@ -9,8 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
-
 from qjt import devstack
 from qjt.accounts import RegistrationError, register, rotate_keys, set_role
 from qjt.config import get_settings
@@ -120,7 +118,7 @@ def _cmd_account_role(args: argparse.Namespace) -> int:
 
 
 def _cmd_grafana_export(args: argparse.Namespace) -> int:
-    from qjt import grafana  # noqa: PLC0415 (httpx only when needed)
+    from qjt import grafana  # noqa: PLC0415 (grafana-client only when needed)
 
     for path in grafana.export(Path(args.out)):
         print(f"wrote {path}")
@@ -143,7 +141,7 @@ def _cmd_grafana_provision(args: argparse.Namespace) -> int:
                     "password": os.environ.get("QJT_GRAFANA_DB_PASSWORD", "")}  # fmt: skip
     try:
         done = grafana.provision(url, token, database, args.prometheus_url if database else None)
-    except (grafana.GrafanaError, httpx.HTTPError) as exc:
+    except grafana.GrafanaError as exc:
         print(f"error: {exc}")
         return 1
     for line in done:

@@ -5,7 +5,8 @@ readout and gate errors, stability, with backend, qubit and metric variables) an
 Operations (the services' own metrics from Prometheus). `qjt grafana export` writes them
 to `deploy/grafana/dashboards/` (what docker compose provisions; a test keeps the files
 equal to this module); `qjt grafana provision` creates the data sources if missing and
-pushes the dashboards through Grafana's HTTP API.
+pushes the dashboards with grafana-client (3.x: 4.x brings niquests, which replaces the
+urllib3 that requests, and so qiskit-ibm-runtime, run on).
 
 Every SQL panel runs on plain PostgreSQL and on TimescaleDB: long ranges read the
 per-snapshot and per-hour summary tables the recorder keeps (`calibration_snapshots`,
@@ -14,14 +15,17 @@ per-snapshot and per-hour summary tables the recorder keeps (`calibration_snapsh
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaClientError, GrafanaException
 
 PG = {"type": "grafana-postgresql-datasource", "uid": "qjt-postgres"}
 PROM = {"type": "prometheus", "uid": "qjt-prometheus"}
@@ -476,44 +480,43 @@ def datasources(database: dict[str, str], prometheus_url: str) -> list[dict[str,
 
 def provision(
     grafana_url: str, token: str | None, database: dict[str, str] | None = None,
-    prometheus_url: str | None = None, client: httpx.Client | None = None,
+    prometheus_url: str | None = None,
 ) -> list[str]:  # fmt: skip
-    """Create missing data sources and push every dashboard; returns what was done."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    http = client or httpx.Client(base_url=grafana_url.rstrip("/"), headers=headers, timeout=30)
+    """Create missing data sources and push every dashboard (grafana-client); what was done."""
+    api = GrafanaApi.from_url(grafana_url, credential=token, timeout=30)
     done = []
     try:
         if database is not None and prometheus_url is not None:
             for source in datasources(database, prometheus_url):
-                found = http.get(f"/api/datasources/uid/{source['uid']}")
-                if found.status_code == 404:
-                    _check(http.post("/api/datasources", json=source), "data source")
-                    done.append(f"data source {source['name']} created")
-                else:
-                    _check(found, "data source")
+                if _exists(functools.partial(api.datasource.get_datasource_by_uid, source["uid"])):
                     done.append(f"data source {source['name']} present")
-        folder = http.get("/api/folders/qjt")
-        if folder.status_code == 404:
-            _check(http.post("/api/folders", json={"uid": "qjt", "title": "Quantum Job Tracker"}),
-                   "folder")  # fmt: skip
-        for name, body in DASHBOARDS.items():
-            answer = http.post(
-                "/api/dashboards/db",
-                json={"dashboard": {**body, "id": None}, "folderUid": "qjt", "overwrite": True,
-                      "message": "qjt grafana provision"},
+                else:
+                    api.datasource.create_datasource(source)
+                    done.append(f"data source {source['name']} created")
+        if not _exists(lambda: api.folder.get_folder("qjt")):
+            api.folder.create_folder("Quantum Job Tracker", uid="qjt")
+        for body in DASHBOARDS.values():
+            answer = api.dashboard.update_dashboard(
+                {"dashboard": {**body, "id": None}, "folderUid": "qjt", "overwrite": True,
+                 "message": "qjt grafana provision"}
             )  # fmt: skip
-            _check(answer, f"dashboard {name}")
-            done.append(f"dashboard {body['title']} → {answer.json().get('url', '?')}")
-    finally:
-        if client is None:
-            http.close()
+            done.append(f"dashboard {body['title']} → {answer.get('url', '?')}")
+    except GrafanaException as exc:
+        raise GrafanaError(f"Grafana refused: {exc.status_code} {exc.message}") from None
+    except requests.RequestException as exc:
+        raise GrafanaError(f"Grafana at {grafana_url} is not reachable: {exc}") from None
     return done
 
 
+def _exists(get: Callable[[], Any]) -> bool:
+    try:
+        get()
+    except GrafanaClientError as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+    return True
+
+
 class GrafanaError(RuntimeError):
-    """Grafana refused a request; the message says which and why."""
-
-
-def _check(answer: httpx.Response, what: str) -> None:
-    if answer.status_code >= 400:
-        raise GrafanaError(f"Grafana refused the {what}: {answer.status_code} {answer.text[:300]}")
+    """Grafana refused a request or could not be reached; the message says why."""

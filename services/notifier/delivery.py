@@ -3,7 +3,7 @@
 Each send answers with an `Outcome`: delivered, try again (after Slack's or the
 server's Retry-After, else backoff), or permanent failure (a revoked webhook, an unknown
 channel, a 4xx that will not change). The clients are blocking (`slack-sdk` without
-aiohttp, httpx for the rest through its async client), so Slack calls run in a thread.
+aiohttp; grafana-client), so those calls run in a thread; webhooks use httpx's async client.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import requests
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaException
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
@@ -164,9 +167,20 @@ async def _webhook(
 
 
 async def _grafana(target: Target, payload: dict[str, Any]) -> Outcome:
-    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
-    async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-        response = await client.post(
-            f"{str(target.url).rstrip('/')}/api/annotations", json=payload, headers=headers
+    return await asyncio.to_thread(_grafana_annotation, target, payload)
+
+
+def _grafana_annotation(target: Target, payload: dict[str, Any]) -> Outcome:
+    """An annotation through grafana-client."""
+    api = GrafanaApi.from_url(str(target.url), credential=target.token, timeout=TIMEOUT_S)
+    try:
+        api.annotations.add_annotation(
+            time_from=payload.get("time"), tags=payload.get("tags", []), text=payload.get("text")
         )
-    return by_status(response.status_code, response.headers, response.text[:200])
+    except GrafanaException as exc:
+        status = int(exc.status_code or 0)
+        headers = exc.response.headers if exc.response is not None else None
+        return by_status(status or 500, headers, str(exc.message)[:200])
+    except requests.RequestException as exc:
+        return Outcome.retry(f"{type(exc).__name__}: {exc}")
+    return Outcome.ok()
