@@ -53,11 +53,20 @@ DEMO_NEEDS = frozenset({"emulator", "recorder", "poller", "submitter", "recommen
 Say = Callable[[str], None]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now, and not handed out before by this process
+    (several services are given ports before any of them binds, and the kernel may offer
+    the same free port twice)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
