@@ -14,13 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-# Debian tools the tests drive: promtool (Prometheus alert-rule tests).
+# Debian tools the tests drive: promtool (Prometheus alert-rule tests) and Chromium (the
+# web console's browser tests, driven by Playwright with executable_path).
 tools: ## install the Debian tools the tests use, if missing (needs root or sudo)
-	@command -v promtool >/dev/null 2>&1 || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing Debian's prometheus package for promtool"; \
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); MISSING=""; \
+	command -v promtool >/dev/null 2>&1 || MISSING="$$MISSING prometheus"; \
+	command -v chromium >/dev/null 2>&1 || MISSING="$$MISSING chromium"; \
+	if [ -n "$$MISSING" ]; then \
+	  echo "installing Debian packages:$$MISSING"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	  $$SUDO apt-get install -y -qq --no-install-recommends $$MISSING >/dev/null; fi
 
 up: install ## start NATS, PostgreSQL and every service in the foreground (Ctrl-C stops)
 	$(BIN)/qjt up

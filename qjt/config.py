@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL for bot tokens (unset: slack-sdk's default)."
     )
+    console_secure_cookie: bool = Field(
+        True, description="Mark the web console's cookies Secure (HTTPS or localhost only)."
+    )
     emulator_port: int = Field(8010, ge=1, le=65535, description="Emulator port under `qjt up`.")
 
 

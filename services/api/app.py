@@ -16,6 +16,7 @@ from qjt.config import get_settings
 from qjt.db import open_pool
 from qjt.service import connect_bus
 from qjt.webapp import add_metrics_route
+from services.api.console import routes as console
 from services.api.deps import Gateway
 from services.api.errors import install_error_handlers
 from services.api.routes import accounts, backends, jobs, notifications, overview
@@ -148,7 +149,8 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, console.error_page)
+    console.install(app)
     add_metrics_route(app)
     for module in (accounts, backends, jobs, notifications, overview):
         app.include_router(module.router)

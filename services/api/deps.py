@@ -88,13 +88,24 @@ def gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
+SESSION_COOKIE = "qjt_session"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def principal(
+    request: Request,
     gw: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(key_header)],
 ) -> Principal:
-    """The caller, from their API key; 401 if missing or unknown, 429 over the rate limit."""
+    """The caller, from their API key; 401 if missing or unknown, 429 over the rate limit.
+
+    The web console's session cookie also counts, for reads only (GET), so its pages can
+    follow the event stream and download exports; a change always needs the key itself.
+    """
     key = credentials.credentials if credentials is not None else api_key
+    if not key and request.method in SAFE_METHODS:
+        key = request.cookies.get(SESSION_COOKIE)
     if not key:
         raise ApiError(
             401,

@@ -7,12 +7,13 @@ are never copied into errors, only field locations and pydantic's messages).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -75,21 +76,34 @@ def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
     return [{"field": _field(e.get("loc", ())), "problem": str(e.get("msg", ""))} for e in errors]
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map errors to the one error shape."""
+PageError = Callable[[Request, int, str], Response]
+API_PATHS = ("/v1/", "/healthz", "/metrics", "/docs", "/openapi.json", "/static/")
+
+
+def install_error_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
+    """Map errors to the one error shape (an HTML page for the console's pages)."""
+
+    def for_page(request: Request) -> bool:
+        return page_error is not None and not request.url.path.startswith(API_PATHS)
 
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        if page_error is not None and for_page(request):
+            return page_error(request, exc.status, exc.message)
         return _response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         details = validation_details(list(exc.errors()))
         summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+        if page_error is not None and for_page(request):
+            return page_error(request, 422, f"invalid request: {summary}")
         return _response(422, "invalid_request", f"invalid request: {summary}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if page_error is not None and for_page(request):
+            return page_error(request, exc.status_code, str(exc.detail))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 

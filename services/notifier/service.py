@@ -231,8 +231,8 @@ class Notifier:
 
 
 def job_link(settings: Settings, job_id: str) -> str:
-    """Where a person opens the job."""
-    return f"{settings.public_url.rstrip('/')}/v1/jobs/{job_id}"
+    """Where a person opens the job: its page in the web console."""
+    return f"{settings.public_url.rstrip('/')}/jobs/{job_id}"
 
 
 def _job_payload(kind: str, facts: JobFacts) -> dict[str, Any]:

@@ -141,7 +141,7 @@ async def test_a_finished_job_gives_exactly_one_post_with_its_details(setup: Set
     assert len(setup.slack.posts("/hooks/team")) == 1
     text = json.dumps(post.body)
     assert post.body["blocks"][0]["text"]["text"] == "✅ Job completed"
-    link = "http://console.test/v1/jobs/job-done-1"
+    link = "http://console.test/jobs/job-done-1"
     for expected in ("job-done-1", "ibm_fez", "sampler", "*Queue time*\\n1.6 min",
                      "*Run time*\\n6.0 s", "`00` 49.8%", link):  # fmt: skip
         assert expected in text, expected
