@@ -22,6 +22,7 @@ import time
 from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 import nats
@@ -119,6 +120,9 @@ class ConsumerSpec:
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     in_flight: int = 1  # batches handled at once (see Consumer.run)
+    # Where a new durable starts: None from the stream's first message; a moment for a
+    # consumer that must not act on old history (it only counts when first created).
+    start_at: datetime | None = None
 
     def nak_delay(self, deliveries: int) -> float:
         """Exponential backoff for the next redelivery, in seconds."""
@@ -326,11 +330,25 @@ class Bus:
             max_deliver=spec.max_deliver * 2,
             max_ack_pending=max(spec.batch * 4, 1000),
         )
+        existing = await self._existing(spec)
+        if existing is not None:  # an update must keep where the durable started
+            config.deliver_policy = existing.config.deliver_policy
+            config.opt_start_time = existing.config.opt_start_time
+        elif spec.start_at is not None:
+            config.deliver_policy = api.DeliverPolicy.BY_START_TIME
+            config.opt_start_time = spec.start_at
         await self.js.add_consumer(spec.stream, config=config)
         sub = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
         consumer = Consumer(self, spec, sub, handler)
         self._consumers.append(consumer)
         return consumer
+
+    async def _existing(self, spec: ConsumerSpec) -> api.ConsumerInfo | None:
+        try:
+            info: api.ConsumerInfo = await self.js.consumer_info(spec.stream, spec.durable)
+        except nats.js.errors.NotFoundError:
+            return None
+        return info
 
     # -- request / reply --------------------------------------------------
 

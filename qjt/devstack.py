@@ -488,6 +488,10 @@ def up(
             say(f"IBM         {env['QJT_IBM_URL']} (emulator; demo key qjt-emulator-demo-key)")
         if "api" in services:
             say(f"API docs    http://127.0.0.1:{settings.api_port}/docs")
+            say(
+                f"Console     http://127.0.0.1:{settings.api_port}/ (log in with the demo's "
+                f"API key, saved in {state_dir / 'demo-api-key'})"
+            )
         say(
             "Metrics     "
             + ", ".join(f"{p.name} http://127.0.0.1:{p.port}/metrics" for p in processes)

@@ -7,11 +7,15 @@ each replica retries what is due.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from qjt.bus import EVT_STREAM, ConsumerSpec
 from qjt.service import ServiceContext, run_service
 from qjt.vault import Vault, VaultError
 from services.notifier.service import Notifier
 from services.notifier.store import NotifierStore
+
+CATCH_UP = timedelta(minutes=15)
 
 
 async def start(ctx: ServiceContext) -> None:
@@ -27,6 +31,9 @@ async def start(ctx: ServiceContext) -> None:
         filter_subject="qjt.evt.>",
         ack_wait_s=ctx.settings.ack_wait_s,
         batch=64,
+        # A notifier deployed for the first time tells of the last few minutes, not of
+        # every job in the stream's history.
+        start_at=datetime.now(UTC) - CATCH_UP,
     )
     ctx.run_consumer(await ctx.bus.consumer(spec, notifier.handle))
     ctx.spawn(notifier.retry_forever(ctx.stopping), name="notifier-retries")

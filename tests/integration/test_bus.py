@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -288,3 +290,26 @@ async def test_dependency_outage_retries_the_batch_without_dead_lettering(bus: B
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
     dlq = await bus.js.stream_info(DLQ_STREAM)
     assert dlq.state.messages == 0
+
+
+async def test_a_consumer_with_a_start_time_skips_older_history_and_keeps_its_place(
+    bus: Bus,
+) -> None:
+    old = [status_event(n) for n in range(5)]
+    for event in old:
+        await bus.publish(event)
+    await asyncio.sleep(0.05)
+    spec = dataclasses.replace(JOB_EVENTS, durable="late", start_at=datetime.now(UTC))
+    new = [status_event(n) for n in range(5, 8)]
+    for event in new:
+        await bus.publish(event)
+    received, task = await start_collecting(bus, spec)
+    await wait_for(lambda: len(received) == 3, what="the three newer events")
+    await stop(bus, task)
+    assert received == [e.id for e in new]
+    # Created again (a restart): it keeps its place instead of starting over.
+    await bus.publish(status_event(8))
+    received, task = await start_collecting(bus, spec)
+    await wait_for(lambda: len(received) == 1, what="the event after the restart")
+    await stop(bus, task)
+    assert received == [status_event(8).id]
