@@ -16,6 +16,8 @@ def test_readme_documents_every_setting_with_its_default() -> None:
         key = f"QJT_{name.upper()}"
         assert key in rows, f"README's configuration table lacks {key}"
         default = field.get_default(call_default_factory=True)
+        if isinstance(default, bool):
+            default = str(default).lower()  # as it is written in the environment
         shown = "unset" if default is None else f"`{default}`"
         assert rows[key].strip() == shown, (
             f"README shows {rows[key].strip()} for {key}, code has {shown}"

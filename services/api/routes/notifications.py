@@ -31,6 +31,10 @@ def hint(url: str) -> str:
     "/channels",
     status_code=status.HTTP_201_CREATED,
     summary="Add a Slack or webhook channel for job and backend notifications",
+    responses={
+        403: {"model": ErrorResponse, "description": "`scope: all` asked by someone not ops"},
+        503: {"model": ErrorResponse, "description": "The server has no encryption key set"},
+    },
     description="`slack_webhook` takes an incoming-webhook `url`; `slack_bot` a bot `token` "
     "and a `slack_channel`; `webhook` a `url` that receives JSON signed with HMAC-SHA256 "
     "(the secret is in the answer, once). Events: job.completed, job.failed, "
