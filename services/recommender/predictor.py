@@ -143,10 +143,13 @@ class SeedPredictor:
         self.overall_run_s = float(np.mean(every)) if every else None
 
     def predict(self, query: WaitQuery) -> Prediction:
+        if query.pending == 0:
+            return Prediction(0.0, None, None, self.name)  # nothing ahead: no run time needed
         run_s = self.mean_run_s.get(query.backend, self.overall_run_s)
-        if query.pending is None or run_s is None:
-            why = "no pending-job count or run-time history for this backend"
-            return Prediction(None, None, None, self.name, why)
+        if query.pending is None:
+            return Prediction(None, None, None, self.name, "no pending-job count recorded")
+        if run_s is None:
+            return Prediction(None, None, None, self.name, "no finished job's run time recorded")
         return Prediction(query.pending * run_s, None, None, self.name)
 
 
@@ -290,5 +293,8 @@ class Predictors:
 
 
 def _fallback(prediction: Prediction, why: str) -> Prediction:
-    note = f"{why}; the seed formula answers instead"
+    if prediction.median_s is None:
+        note = f"{why}; the seed formula cannot answer either: {prediction.note}"
+    else:
+        note = f"{why}; the seed formula answers instead"
     return Prediction(prediction.median_s, None, None, "seed", note)

@@ -33,6 +33,22 @@ def test_seed_is_pending_jobs_times_the_backends_mean_run_time() -> None:
     assert unknown.median_s is None and unknown.note
 
 
+def test_seed_predicts_no_wait_for_an_empty_queue_even_without_history() -> None:
+    seed = SeedPredictor([])
+    assert seed.predict(WaitQuery("a", T0, 0, 4096)).median_s == 0
+    busy = seed.predict(WaitQuery("a", T0, 4, 4096))
+    assert busy.median_s is None and busy.note == "no finished job's run time recorded"
+
+
+def test_a_fallback_that_cannot_answer_says_so() -> None:
+    [answer] = Predictors.train([]).predict([WaitQuery("a", T0, 4, 4096)], "learned")
+    assert answer.median_s is None and answer.model == "seed"
+    assert answer.note == (
+        "too little history: 0 finished queue waits recorded, 200 needed; the seed formula "
+        "cannot answer either: no finished job's run time recorded"
+    )
+
+
 def test_too_little_history_falls_back_to_the_seed_and_says_so() -> None:
     few = [job("a", i, 60, 5, 3) for i in range(50)]
     predictors = Predictors.train(few, min_jobs=200)
