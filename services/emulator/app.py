@@ -80,7 +80,9 @@ class HistorySpec(BaseModel):
     instance: str
     backend: str
     count: int = Field(1000, ge=1, le=1_000_000)
-    span_s: float = Field(30 * 86_400, gt=0, description="Spread over this many past seconds.")
+    span_s: float = Field(
+        30 * 86_400, gt=0, description="Spread over this many past (wall-clock) seconds."
+    )
     tags: list[str] = Field(default_factory=list)
 
 
@@ -128,9 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         devices = load_devices(settings.emulator_seed)
+        clock = Clock(settings.emulator_speedup)
+        for device in devices.values():
+            device.clock = clock
         state = Emulator(
             settings=settings,
-            clock=Clock(settings.emulator_speedup),
+            clock=clock,
             devices=devices,
             accounts=load_accounts(settings.emulator_accounts_file, list(devices)),
             rng=random.Random(settings.emulator_seed),
@@ -415,7 +420,7 @@ def _add_runtime(app: FastAPI) -> None:
         if updated_before is not None:
             if updated_before.tzinfo is None:
                 updated_before = updated_before.replace(tzinfo=UTC)
-            moment = min(moment, updated_before)
+            moment = min(moment, emulator_of(request).clock.emulated(updated_before))
         return device.properties(moment) or {}
 
     @app.get(f"{api}/backends/{{name}}/status", tags=["runtime"])
@@ -509,7 +514,9 @@ def _add_runtime(app: FastAPI) -> None:
         now = state.now_s()
         wanted = set(tags or [])
         index = state.jobs.candidates(instance.crn, backend, sorted(wanted))
-        in_range = index.between(_epoch(created_after), _epoch(created_before))
+        in_range = index.between(
+            _emulated_s(state.clock, created_after), _emulated_s(state.clock, created_before)
+        )
         newest_first = sort.upper() != "ASC"
 
         def matches(job: Job) -> bool:
@@ -528,12 +535,13 @@ def _add_runtime(app: FastAPI) -> None:
                 job for job in (reversed(in_range) if newest_first else in_range) if matches(job)
             ]
         page = selected[offset : offset + limit]
-        return {"jobs": [job.summary(now) for job in page], "count": len(selected)}
+        return {"jobs": [job.summary(now, state.clock) for job in page], "count": len(selected)}
 
     @app.get(f"{api}/jobs/{{job_id}}", tags=["runtime"])
     async def get_job(job_id: str, request: Request, instance: InstanceDep) -> Any:
         job = _job(request, instance, job_id)
-        return job.summary(emulator_of(request).now_s())
+        state = emulator_of(request)
+        return job.summary(state.now_s(), state.clock)
 
     @app.get(f"{api}/jobs/{{job_id}}/results", tags=["runtime"], response_class=PlainTextResponse)
     async def job_results(job_id: str, request: Request, instance: InstanceDep) -> str:
@@ -548,7 +556,8 @@ def _add_runtime(app: FastAPI) -> None:
     @app.get(f"{api}/jobs/{{job_id}}/metrics", tags=["runtime"])
     async def job_metrics(job_id: str, request: Request, instance: InstanceDep) -> Any:
         job = _job(request, instance, job_id)
-        return job.metrics(emulator_of(request).now_s())
+        state = emulator_of(request)
+        return job.metrics(state.now_s(), state.clock)
 
     @app.get(f"{api}/jobs/{{job_id}}/logs", tags=["runtime"], response_class=PlainTextResponse)
     async def job_logs(job_id: str, request: Request, instance: InstanceDep) -> str:
@@ -597,12 +606,13 @@ def _pub_shots(program_id: str, pub: Any) -> int:
     return 4096
 
 
-def _epoch(moment: datetime | None) -> float | None:
-    if moment is None:
+def _emulated_s(clock: Clock, shown: datetime | None) -> float | None:
+    """Emulated POSIX seconds of a client's wall-clock time (naive: UTC)."""
+    if shown is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    if shown.tzinfo is None:
+        shown = shown.replace(tzinfo=UTC)
+    return clock.emulated(shown).timestamp()
 
 
 def _start_execution(state: Emulator, job: Job, device: Device) -> None:
@@ -680,8 +690,9 @@ def _add_admin(app: FastAPI) -> None:
             raise HTTPException(400, detail=f"{spec.backend} is not in instance {owner.name}")
         now = state.now_s()
         queue = state.queue(spec.backend)
+        span_s = spec.span_s * state.clock.speedup  # wall-clock seconds, as clients see them
         for k in range(spec.count):
-            created = now - spec.span_s + spec.span_s * k / max(spec.count, 1)
+            created = now - span_s + span_s * k / max(spec.count, 1)
             item = QueueItem(created, 2.0, start_s=created + 30.0, end_s=created + 32.0)
             job_id = new_job_id()
             state.jobs.add(
@@ -706,7 +717,12 @@ def _add_admin(app: FastAPI) -> None:
     @app.get("/admin/clock", tags=["admin"], summary="Emulated time")
     async def clock(request: Request) -> dict[str, Any]:
         state = emulator_of(request)
-        return {"now": state.clock.now().isoformat(), "speedup": state.clock.speedup}
+        now = state.clock.now()
+        return {
+            "now": now.isoformat(),
+            "shown_now": datetime.fromtimestamp(state.clock.shown_s(now.timestamp()), UTC),
+            "speedup": state.clock.speedup,
+        }
 
 
 app = create_app()

@@ -49,6 +49,20 @@ class Clock:
         """Emulated POSIX seconds of `moment` (default: now)."""
         return (moment or self.now()).timestamp()
 
+    # Clients are shown wall-clock times, as IBM shows them: an emulated moment maps to
+    # the real moment it passed, so our own timestamps and the emulator's share one clock
+    # (queues and calibrations just move `speedup` times faster).
+
+    def shown_s(self, emulated_s: float) -> float:
+        """The wall-clock POSIX seconds at which emulated second `emulated_s` passed."""
+        start_s = self.start.timestamp()
+        return start_s + (emulated_s - start_s) / self.speedup
+
+    def emulated(self, shown: datetime) -> datetime:
+        """The emulated moment a client's wall-clock `shown` stands for."""
+        start_s = self.start.timestamp()
+        return datetime.fromtimestamp(start_s + (shown.timestamp() - start_s) * self.speedup, UTC)
+
 
 def stable_index(name: str) -> int:
     """A number per backend name that does not change between runs (seeds its RNGs)."""
@@ -64,6 +78,7 @@ class Device:
     conf_file: str
     props_file: str | None
     seed: int
+    clock: Clock | None = None  # set: calibration dates are shown in wall-clock time
 
     @cached_property
     def configuration(self) -> dict[str, Any]:
@@ -119,8 +134,10 @@ class Device:
         qubit_factor = np.exp(qubit_jump + qubit_walk)
         gate_factor = np.exp(gate_jump + gate_walk)
 
-        taken_at = datetime.fromtimestamp(index * SNAPSHOT_S, UTC)
-        stamp = taken_at.isoformat()
+        taken_s = index * SNAPSHOT_S
+        if self.clock is not None:
+            taken_s = self.clock.shown_s(taken_s)
+        stamp = datetime.fromtimestamp(taken_s, UTC).isoformat()
         props = copy.deepcopy(base)
         props["last_update_date"] = stamp
         for q, params in enumerate(props["qubits"]):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from services.emulator.devices import Clock
 from services.emulator.queues import BackendQueue, QueueItem
 
 API_STATUS = {
@@ -29,10 +30,12 @@ def new_job_id() -> str:
     return "d" + uuid.uuid4().hex[:19]
 
 
-def iso(seconds: float | None) -> str | None:
-    if seconds is None:
+def iso(clock: Clock, emulated_s: float | None) -> str | None:
+    """An emulated moment as IBM writes times: wall-clock ISO 8601 in UTC."""
+    if emulated_s is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    shown = datetime.fromtimestamp(clock.shown_s(emulated_s), UTC)
+    return shown.isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -95,7 +98,7 @@ class Job:
         waiting = list(self.queue.waiting)
         return waiting.index(self.item) + 1 if self.item in waiting else 0
 
-    def summary(self, now_s: float) -> dict[str, Any]:
+    def summary(self, now_s: float, clock: Clock) -> dict[str, Any]:
         """The job as `GET /jobs/{id}` and `GET /jobs` return it."""
         status, reason = self.state(now_s)
         state: dict[str, Any] = {"status": API_STATUS[status]}
@@ -110,7 +113,7 @@ class Job:
             "state": state,
             "status": API_STATUS[status],
             "program": {"id": self.program_id},
-            "created": iso(self.created_s),
+            "created": iso(clock, self.created_s),
             "tags": list(self.tags),
             "session_id": None,
             "private": self.private,
@@ -120,7 +123,7 @@ class Job:
             "estimated_running_time_seconds": round(self.item.service_s, 3),
         }
 
-    def metrics(self, now_s: float) -> dict[str, Any]:
+    def metrics(self, now_s: float, clock: Clock) -> dict[str, Any]:
         """`GET /jobs/{id}/metrics`: timestamps, usage, queue position."""
         status, _ = self.state(now_s)
         started = self.item.start_s if status != "QUEUED" and self.item.start_s else None
@@ -130,9 +133,9 @@ class Job:
         estimated_start = self.item.start_s if self.item.start_s is not None else None
         return {
             "timestamps": {
-                "created": iso(self.created_s),
-                "running": iso(started),
-                "finished": iso(self.finished_s(now_s)),
+                "created": iso(clock, self.created_s),
+                "running": iso(clock, started),
+                "finished": iso(clock, self.finished_s(now_s)),
             },
             "bss": {"seconds": seconds},
             "usage": {"quantum_seconds": seconds, "seconds": seconds},
@@ -141,9 +144,9 @@ class Job:
             "qiskit_version": "emulator",
             "position_in_queue": self.position(),
             "position_in_provider": self.position(),
-            "estimated_start_time": iso(estimated_start) if status == "QUEUED" else None,
+            "estimated_start_time": iso(clock, estimated_start) if status == "QUEUED" else None,
             "estimated_completion_time": (
-                iso(self.item.end_s)
+                iso(clock, self.item.end_s)
                 if status in ("QUEUED", "RUNNING") and self.item.end_s
                 else None
             ),

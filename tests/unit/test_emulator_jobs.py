@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.emulator.devices import Clock
 from services.emulator.jobs import Job, JobIndex
 from services.emulator.queues import BackendQueue
 
 T0 = datetime(2026, 11, 2, 3, tzinfo=UTC).timestamp()
+REAL_TIME = Clock(1.0)  # emulated seconds are shown as they are
 
 
 def make_job(
@@ -42,9 +44,9 @@ def test_status_follows_the_queue_slot_and_waits_for_the_result() -> None:
     assert job.state(T0 + 61)[0] == "RUNNING"  # slot over, Aer not done yet
     job.result_json, job.ready_s = "{}", T0 + 90
     assert job.state(T0 + 91) == ("DONE", None)
-    stamps = job.metrics(T0 + 91)["timestamps"]
+    stamps = job.metrics(T0 + 91, REAL_TIME)["timestamps"]
     assert stamps["created"] <= stamps["running"] <= stamps["finished"]
-    assert job.summary(T0 + 91)["state"]["status"] == "Completed"
+    assert job.summary(T0 + 91, REAL_TIME)["state"]["status"] == "Completed"
     assert job.quantum_seconds(T0 + 91) == 60.0
 
 
@@ -58,7 +60,7 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_backend() -> None:
     running.cancelled_s = T0 + 20
 
     assert running.state(T0 + 21)[0] == "CANCELLED"
-    assert running.summary(T0 + 21)["state"]["status"] == "Cancelled"
+    assert running.summary(T0 + 21, REAL_TIME)["state"]["status"] == "Cancelled"
     assert running.quantum_seconds(T0 + 21) == 20.0  # billed until it was stopped
     assert waiting.item.start_s == T0 + 20  # the next job starts at once
 
@@ -68,7 +70,7 @@ def test_failed_execution_reports_the_reason() -> None:
     job.error, job.ready_s = "circuit uses 25 active qubits", T0 + 5
     status, reason = job.state(T0 + 61)
     assert status == "ERROR" and reason == "circuit uses 25 active qubits"
-    assert job.summary(T0 + 61)["state"]["reason"] == reason
+    assert job.summary(T0 + 61, REAL_TIME)["state"]["reason"] == reason
 
 
 def test_index_pages_by_creation_time_and_range() -> None:
@@ -81,3 +83,16 @@ def test_index_pages_by_creation_time_and_range() -> None:
     assert [j.id for j in index.between(T0 + 2, T0 + 4)] == ["j2", "j3", "j4"]
     index.remove(jobs[0])
     assert [j.id for j in index.jobs] == ["j1", "j2", "j3", "j4"]
+
+
+def test_times_are_shown_on_the_wall_clock_however_fast_the_emulation_runs() -> None:
+    start = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    clock = Clock(60.0, start=start)
+    job = make_job(empty_queue(), at=T0 + 600)  # ten emulated minutes after start-up
+    job.result_json, job.ready_s = "{}", T0 + 700
+    stamps = job.metrics(T0 + 900, clock)["timestamps"]
+    # Ten emulated minutes are ten real seconds at 60x; Aer is done 100 emulated s in.
+    assert stamps == {"created": "2026-11-02T03:00:10Z", "running": "2026-11-02T03:00:10Z",
+                      "finished": "2026-11-02T03:00:11.666667Z"}  # fmt: skip
+    assert job.summary(T0 + 900, clock)["created"] == "2026-11-02T03:00:10Z"
+    assert clock.emulated(datetime(2026, 11, 2, 3, 0, 10, tzinfo=UTC)).timestamp() == T0 + 600
