@@ -1,7 +1,7 @@
 """Wiring for the notifier service: `python -m services.notifier`.
 
 A durable consumer (`notifier`) on every event; job final states, backend status and
-calibration, and instance usage become ledger rows and sends (`service.py`); a loop in
+calibration, and instance usage become ledger rows and sends (`handlers.py`); a loop in
 each replica retries what is due.
 """
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from qjt.bus import EVT_STREAM, ConsumerSpec
 from qjt.service import ServiceContext, run_service
 from qjt.vault import Vault, VaultError
-from services.notifier.service import Notifier
+from services.notifier.handlers import Notifier
 from services.notifier.store import NotifierStore
 
 CATCH_UP = timedelta(minutes=15)

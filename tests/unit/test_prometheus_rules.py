@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/services.yml"
 RULE_TESTS = ROOT / "deploy/prometheus/tests/services_test.yml"
 METRIC_MODULES = ("qjt.bus", "services.api.app", "services.poller.__main__",
-                  "services.notifier.service", "services.recorder.handlers",
+                  "services.notifier.handlers", "services.recorder.handlers",
                   "services.submitter.__main__")  # fmt: skip
 
 

@@ -68,19 +68,31 @@ def page(
 ) -> HTMLResponse:
     """A rendered page; a browser without a CSRF cookie gets one with it."""
     gw = gateway(request)
-    grafana = gw.settings.grafana_url
-    uid = GRAFANA.get(name.removesuffix(".html"))
     token = csrf_of(request) or secrets.token_urlsafe(32)
+    shown = context.get("backend")
     context.update(
         who=who,
         csrf=token,
-        grafana_link=f"{grafana.rstrip('/')}/d/{uid}" if grafana and uid else None,
+        grafana_link=grafana_link(
+            gw.settings.grafana_url, name.removesuffix(".html"), getattr(shown, "name", None)
+        ),
         statuses=STATUSES,
     )
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     if not csrf_of(request):
         response.set_cookie(CSRF_COOKIE, token, **_cookie_options(request))
     return response
+
+
+def grafana_link(grafana_url: str | None, page_name: str, backend: str | None) -> str | None:
+    """The Grafana dashboard that matches a console page, on that page's backend if any."""
+    uid = GRAFANA.get(page_name)
+    if not grafana_url or uid is None:
+        return None
+    link = f"{grafana_url.rstrip('/')}/d/{uid}"
+    if backend and uid == "qjt-backend-analytics":
+        link += "?" + urlencode({"var-backend": backend})
+    return link
 
 
 def _cookie_options(request: Request) -> dict[str, Any]:
