@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -125,16 +126,38 @@ def test_nats_cluster_config_is_valid_for_nats_server(tmp_path: Path) -> None:
     assert routes == {"nats-1", "nats-2", "nats-3"}
 
 
-def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
+def test_prometheus_scrapes_every_replica_of_every_service_on_its_metrics_port() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    # DNS discovery (type A) on the compose service name finds every replica.
     targets = {
-        target
+        f"{name}:{sd['port']}"
         for job in config["scrape_configs"]
-        for group in job["static_configs"]
-        for target in group["targets"]
+        for sd in job["dns_sd_configs"]
+        if sd["type"] == "A"
+        for name in sd["names"]
     }
     expected = {f"{name}:{internal_port(SERVICES_IN_COMPOSE[name])}" for name in SERVICES}
     assert targets == expected
+    [job] = config["scrape_configs"]
+    assert {"source_labels": ["__meta_dns_name"], "target_label": "service"} in job[
+        "relabel_configs"
+    ], "alerts name the service by its `service` label"
+
+
+def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make tools` installs Debian's prometheus package"
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "deploy/prometheus/rules", rules)
+    text = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace("/etc/prometheus/rules", str(rules)))
+    result = subprocess.run(
+        [promtool, "check", "config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "SUCCESS" in result.stdout + result.stderr
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
