@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from qjt.demo import BELL_NO_MEASURE_QASM as BELL_NO_MEASURE
 from qjt.demo import BELL_QASM as BELL
 from tests.e2e.conftest import TOKEN_A, TOKEN_B, Gateway, User
 from tests.helpers.stack import wait_until
@@ -149,6 +150,24 @@ def test_log_in_watch_a_job_live_open_it_cancel_another_filter_and_analytics(
     )  # fmt: skip
     for secret in secrets_of(gateway):
         assert secret not in html
+
+
+def test_an_estimator_job_page_shows_its_expectation_values(
+    browser: Browser, gateway: Gateway
+) -> None:
+    a = gateway.a
+    zz = [[{"pauli": "ZZ", "coefficient": 1.0}]]
+    job_id = a.submit(primitive="estimator", circuits=[BELL_NO_MEASURE], observables=zz,
+                      backend=a.quickest_backend())  # fmt: skip
+    job = a.wait_status(job_id, "Completed")
+    [expected] = job["result"]["estimator"]
+    page = logged_in(browser, gateway, a)
+    page.goto(f"/jobs/{job_id}")
+    row = page.locator("#values tbody tr").first
+    expect(row).to_contain_text(f"{expected['expectation_value']:.5f}")
+    expect(row).to_contain_text(f"{expected['standard_error']:.5f}")
+    expect(page.locator("#counts")).to_have_count(0)  # an Estimator job has no counts
+    shot(page, "job-estimator")
 
 
 def test_another_users_job_page_is_a_404(browser: Browser, gateway: Gateway) -> None:
