@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.exceptions import QiskitError
 from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
+from qiskit.transpiler.exceptions import TranspilerError
 
 from qjt.contracts import ObservableTerm
 
@@ -105,3 +107,41 @@ def observable(terms: Sequence[ObservableTerm], num_qubits: int) -> SparsePauliO
                 f"circuit has {num_qubits}"
             )
     return SparsePauliOp.from_list([(term.pauli, term.coefficient) for term in terms])
+
+
+def transpile_to_target(
+    circuits: list[QuantumCircuit], target: Target, optimization_level: int, seed: int | None = None
+) -> list[QuantumCircuit]:
+    """`circuits` rewritten in `target`'s gates on its qubits (what IBM accepts).
+
+    Qiskit's basis translator turns a two-qubit gate the target has only the other way
+    round only when the target also has an H gate; a target mixing one-way CX with ECR
+    (one of IBM's fake backends) then fails for some layouts. Those circuits are
+    synthesised for the target instead, which handles gate direction itself. Raises
+    CircuitError, with the transpiler's reason, when neither way works.
+    """
+    try:
+        translated: list[QuantumCircuit] = _pass_manager(
+            target, optimization_level, seed, "translator"
+        ).run(circuits)
+        return translated
+    except TranspilerError:
+        pass
+    try:
+        synthesised: list[QuantumCircuit] = _pass_manager(
+            target, optimization_level, seed, "synthesis"
+        ).run(circuits)
+        return synthesised
+    except TranspilerError as exc:
+        raise CircuitError(f"cannot transpile: {exc}") from None
+
+
+def _pass_manager(
+    target: Target, optimization_level: int, seed: int | None, translation_method: str
+) -> StagedPassManager:
+    return generate_preset_pass_manager(
+        optimization_level=optimization_level,
+        target=target,
+        seed_transpiler=seed,
+        translation_method=translation_method,
+    )

@@ -26,6 +26,8 @@ from qiskit_ibm_runtime.json import RuntimeDecoder, RuntimeEncoder
 
 IGNORED_OPS = {"barrier", "delay"}
 DEFAULT_SHOTS = 4096
+# IBM's EstimatorV2 aims at this standard error when neither the job nor the PUB sets one.
+DEFAULT_PRECISION = 1 / 4096**0.5
 DENSITY_MATRIX_MAX_QUBITS = 10
 _noise_cache: OrderedDict[tuple[str, str, tuple[int, ...]], NoiseModel] = OrderedDict()
 
@@ -183,7 +185,11 @@ def execute(
             terms = observables if isinstance(observables, dict) else observables[0]
             observable = compact_observable(terms, qubits or [0])
             parameter_values = pub[2] if len(pub) > 2 else None
-            precision = pub[3] if len(pub) > 3 and pub[3] else options.get("default_precision", 0.0)
+            precision = (
+                pub[3]
+                if len(pub) > 3 and pub[3]
+                else options.get("default_precision") or DEFAULT_PRECISION
+            )
             if model and len(qubits) <= DENSITY_MATRIX_MAX_QUBITS:
                 backend_options["method"] = "density_matrix"
             estimator = EstimatorV2(

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import rustworkx as rx
-from qiskit import QuantumCircuit, transpile
+from qiskit import QuantumCircuit
 from qiskit.circuit import CircuitInstruction as Instruction
 from qiskit.circuit import Measure
 from qiskit.circuit.equivalence_library import StandardEquivalenceLibrary
@@ -36,7 +36,7 @@ from qiskit.transpiler.passes import (
     Optimize1qGatesDecomposition,
 )
 
-from qjt.circuits import parse_circuit
+from qjt.circuits import parse_circuit, transpile_to_target
 from qjt.contracts import BackendCalibration, BackendConfiguration
 
 IGNORED_OPS = frozenset({"barrier", "delay"})
@@ -399,7 +399,8 @@ def _finish(circuit: QuantumCircuit, target: Target) -> QuantumCircuit:
 def transpile_for(circuit: QuantumCircuit, target: Target, seed: int) -> QuantumCircuit:
     """The circuit as the backend would run it (layout, routing, basis)."""
     try:
-        return transpile(circuit, target=target, optimization_level=1, seed_transpiler=seed)
+        [isa] = transpile_to_target([circuit], target, optimization_level=1, seed=seed)
+        return isa
     except Exception as exc:  # the transpiler raises many kinds; all mean "cannot run here"
         raise NotSchedulable(f"cannot transpile for {target.description}: {exc}") from None
 

@@ -30,7 +30,13 @@ from qjt.contracts import (
     ObservableTerm,
     SubmitJob,
 )
-from services.submitter.ibm import Credential, IbmJobRef, IbmRefused, IbmUnavailable
+from services.submitter.ibm import (
+    Credential,
+    IbmJobRef,
+    IbmRefused,
+    IbmUnavailable,
+    NotRunnable,
+)
 from services.submitter.ledger import KnownJob
 
 log = logging.getLogger("qjt.submitter")
@@ -113,6 +119,8 @@ async def submit_job(command: SubmitJob, ports: Ports) -> list[Message]:
 
     try:
         ref = await _with_retries(ports, find_or_submit)
+    except NotRunnable as exc:
+        return [_failed(command, f"the circuits cannot run on {command.backend}: {exc}")]
     except IbmRefused as exc:
         return [_failed(command, f"IBM refused the job: {exc}")]
     except IbmUnavailable as exc:

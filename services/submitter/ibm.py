@@ -2,9 +2,10 @@
 
 Everything here is the blocking qiskit-ibm-runtime client; the handlers call it through
 `anyio.to_thread`. Clients are cached per credential and instance, backends (with their
-target, needed to transpile) for a few minutes. Errors are sorted into two kinds:
-`IbmRefused` (IBM said no: the job fails with IBM's reason) and `IbmUnavailable`
-(429, 5xx, no connection: try again later).
+target, needed to transpile) for a few minutes. Errors are sorted into three kinds:
+`NotRunnable` (the circuits cannot be transpiled for the backend: the job fails with the
+transpiler's reason), `IbmRefused` (IBM said no: the job fails with IBM's reason) and
+`IbmUnavailable` (429, 5xx, no connection: try again later).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 from qiskit.exceptions import QiskitError
-from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_ibm_runtime import EstimatorV2, QiskitRuntimeService, SamplerV2
 from requests import RequestException
 
-from qjt.circuits import observable, parse_circuit
+from qjt.circuits import CircuitError, observable, parse_circuit, transpile_to_target
 from qjt.config import Settings
 from qjt.contracts import JOB_TAG_PREFIX, SubmitJob, ibm_tags
 from qjt.ibm import runtime_service
@@ -33,6 +33,10 @@ _TRANSIENT = re.compile(r"\b(429|50[0-9])\b|timed? ?out|connection|temporarily",
 
 class IbmRefused(Exception):
     """IBM refused the job (bad input, no access, quota); the message is IBM's reason."""
+
+
+class NotRunnable(Exception):
+    """The circuits cannot be made to run on the backend; the message is the reason."""
 
 
 class IbmUnavailable(Exception):
@@ -128,10 +132,9 @@ class IbmRuntime:
         try:
             backend = self._backend(cred, command.backend)
             circuits = [parse_circuit(source) for source in command.circuits]
-            manager = generate_preset_pass_manager(
-                optimization_level=self.settings.submitter_optimization_level, backend=backend
+            isa = transpile_to_target(
+                circuits, backend.target, self.settings.submitter_optimization_level
             )
-            isa: list[QuantumCircuit] = manager.run(circuits)
             tags = ibm_tags(command.job_id, command.user_id, command.priority, command.tags)
             if command.primitive == "estimator":
                 job = self._run_estimator(backend, command, circuits, isa, tags)
@@ -140,6 +143,8 @@ class IbmRuntime:
                 sampler.options.environment.job_tags = tags
                 job = sampler.run(isa, shots=command.shots)
             estimate = job.usage_estimation.get("quantum_seconds")
+        except CircuitError as exc:  # before IBM was asked: our parsing or transpiling
+            raise NotRunnable(str(exc)) from None
         except (QiskitError, RequestException, OSError, ValueError) as exc:
             raise classify(exc, cred.token) from None
         return IbmJobRef(

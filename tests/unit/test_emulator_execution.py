@@ -9,7 +9,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.quantum_info import SparsePauliOp, Statevector
-from qiskit_ibm_runtime.json import RuntimeEncoder
+from qiskit_ibm_runtime.json import RuntimeDecoder, RuntimeEncoder
 
 from services.emulator.execution import (
     ExecutionError,
@@ -94,3 +94,30 @@ def test_unreadable_inputs_are_a_clear_failure() -> None:
             configuration={"n_qubits": 5},
             max_qubits=3,
         )
+
+
+def estimate(params: dict[str, object]) -> tuple[float, float]:
+    """(value, standard error) of the single PUB in an Estimator job's inputs."""
+    answer = execute(
+        job_id="j",
+        program_id="estimator",
+        params_json=json.dumps(params, cls=RuntimeEncoder),
+        backend="b",
+        props=None,
+        configuration={"n_qubits": 10, "basis_gates": []},
+        max_qubits=10,
+    )
+    data = json.loads(answer, cls=RuntimeDecoder)[0].data
+    return float(data.evs), float(data.stds)
+
+
+def test_estimator_aims_at_ibms_default_precision_unless_told_otherwise() -> None:
+    value, error = estimate({"pubs": [(wide_bell(), {"ZZ": 1.0})]})
+    assert error == pytest.approx(1 / 64)  # IBM's default: 1 / sqrt(4096)
+    assert abs(value - 1.0) < 5 / 64
+    _, told = estimate(
+        {"pubs": [(wide_bell(), {"ZZ": 1.0})], "options": {"default_precision": 0.1}}
+    )
+    assert told == pytest.approx(0.1)
+    _, per_pub = estimate({"pubs": [(wide_bell(), {"ZZ": 1.0}, None, 0.05)]})
+    assert per_pub == pytest.approx(0.05)

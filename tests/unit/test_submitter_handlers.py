@@ -9,7 +9,13 @@ import pytest
 
 from qjt.contracts import CancelJob, ObservableTerm, SubmitJob
 from services.submitter.handlers import IBM_ATTEMPTS, Ports, cancel_job, submit_job
-from services.submitter.ibm import Credential, IbmJobRef, IbmRefused, IbmUnavailable
+from services.submitter.ibm import (
+    Credential,
+    IbmJobRef,
+    IbmRefused,
+    IbmUnavailable,
+    NotRunnable,
+)
 from services.submitter.ledger import KnownJob
 
 CRED = Credential(1, "ibm_quantum_platform", "crn:x", "secret-token")
@@ -105,6 +111,15 @@ async def test_ibm_refusal_becomes_a_failed_event_with_ibms_reason() -> None:
     (event,) = await submit_job(command(), ports(ibm))
     assert event.type == "job.failed"
     assert "backend ibm_kyiv is not available" in event.reason  # type: ignore[attr-defined]
+
+
+async def test_a_circuit_that_cannot_run_on_the_backend_fails_saying_so() -> None:
+    ibm = FakeIbm(submit_errors=[NotRunnable("cannot transpile: too few qubits")])
+    (event,) = await submit_job(command(), ports(ibm))
+    assert event.type == "job.failed" and ibm.submitted == 0
+    assert event.reason == (  # type: ignore[attr-defined]
+        "the circuits cannot run on ibm_kyiv: cannot transpile: too few qubits"
+    )
 
 
 async def test_an_outage_is_retried_then_reported() -> None:
