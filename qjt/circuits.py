@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.exceptions import QiskitError
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import StagedPassManager, Target, generate_preset_pass_manager
+from qiskit.transpiler import Target, generate_preset_pass_manager
 from qiskit.transpiler.exceptions import TranspilerError
 
 from qjt.contracts import ObservableTerm
@@ -120,28 +120,16 @@ def transpile_to_target(
     synthesised for the target instead, which handles gate direction itself. Raises
     CircuitError, with the transpiler's reason, when neither way works.
     """
-    try:
-        translated: list[QuantumCircuit] = _pass_manager(
-            target, optimization_level, seed, "translator"
-        ).run(circuits)
-        return translated
-    except TranspilerError:
-        pass
-    try:
-        synthesised: list[QuantumCircuit] = _pass_manager(
-            target, optimization_level, seed, "synthesis"
-        ).run(circuits)
-        return synthesised
-    except TranspilerError as exc:
-        raise CircuitError(f"cannot transpile: {exc}") from None
-
-
-def _pass_manager(
-    target: Target, optimization_level: int, seed: int | None, translation_method: str
-) -> StagedPassManager:
-    return generate_preset_pass_manager(
-        optimization_level=optimization_level,
-        target=target,
-        seed_transpiler=seed,
-        translation_method=translation_method,
-    )
+    for translation_method in ("translator", "synthesis"):
+        manager = generate_preset_pass_manager(
+            optimization_level=optimization_level,
+            target=target,
+            seed_transpiler=seed,
+            translation_method=translation_method,
+        )
+        try:
+            isa: list[QuantumCircuit] = manager.run(circuits)
+            return isa
+        except TranspilerError as exc:
+            failure = exc
+    raise CircuitError(f"cannot transpile: {failure}") from None

@@ -129,10 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        devices = load_devices(settings.emulator_seed)
         clock = Clock(settings.emulator_speedup)
-        for device in devices.values():
-            device.clock = clock
+        devices = load_devices(settings.emulator_seed, clock)
         state = Emulator(
             settings=settings,
             clock=clock,
@@ -418,8 +416,6 @@ def _add_runtime(app: FastAPI) -> None:
         device = _device(request, instance, name)
         moment = emulator_of(request).clock.now()
         if updated_before is not None:
-            if updated_before.tzinfo is None:
-                updated_before = updated_before.replace(tzinfo=UTC)
             moment = min(moment, emulator_of(request).clock.emulated(updated_before))
         return device.properties(moment) or {}
 
@@ -607,12 +603,8 @@ def _pub_shots(program_id: str, pub: Any) -> int:
 
 
 def _emulated_s(clock: Clock, shown: datetime | None) -> float | None:
-    """Emulated POSIX seconds of a client's wall-clock time (naive: UTC)."""
-    if shown is None:
-        return None
-    if shown.tzinfo is None:
-        shown = shown.replace(tzinfo=UTC)
-    return clock.emulated(shown).timestamp()
+    """Emulated POSIX seconds of a client's wall-clock time, if one was given."""
+    return None if shown is None else clock.emulated(shown).timestamp()
 
 
 def _start_execution(state: Emulator, job: Job, device: Device) -> None:

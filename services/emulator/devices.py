@@ -59,7 +59,9 @@ class Clock:
         return start_s + (emulated_s - start_s) / self.speedup
 
     def emulated(self, shown: datetime) -> datetime:
-        """The emulated moment a client's wall-clock `shown` stands for."""
+        """The emulated moment a client's wall-clock `shown` stands for (naive: UTC)."""
+        if shown.tzinfo is None:
+            shown = shown.replace(tzinfo=UTC)
         start_s = self.start.timestamp()
         return datetime.fromtimestamp(start_s + (shown.timestamp() - start_s) * self.speedup, UTC)
 
@@ -186,8 +188,12 @@ def gates_of(props: dict[str, Any]) -> list[dict[str, Any]]:
     return list(props["gates"])
 
 
-def load_devices(seed: int) -> dict[str, Device]:
-    """Every backend of `qiskit_ibm_runtime.fake_provider`, by its IBM name."""
+def load_devices(seed: int, clock: Clock | None = None) -> dict[str, Device]:
+    """Every backend of `qiskit_ibm_runtime.fake_provider`, by its IBM name.
+
+    With `clock`, calibration dates are shown on its wall clock (as the emulator serves
+    them); without, emulated moments are shown as they are.
+    """
     from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2  # noqa: PLC0415
 
     devices = {}
@@ -201,5 +207,6 @@ def load_devices(seed: int) -> dict[str, Device]:
             conf_file=backend.conf_filename,
             props_file=backend.props_filename,
             seed=seed,
+            clock=clock,
         )
     return dict(sorted(devices.items()))

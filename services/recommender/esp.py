@@ -36,7 +36,7 @@ from qiskit.transpiler.passes import (
     Optimize1qGatesDecomposition,
 )
 
-from qjt.circuits import parse_circuit, transpile_to_target
+from qjt.circuits import CircuitError, parse_circuit, transpile_to_target
 from qjt.contracts import BackendCalibration, BackendConfiguration
 
 IGNORED_OPS = frozenset({"barrier", "delay"})
@@ -401,6 +401,8 @@ def transpile_for(circuit: QuantumCircuit, target: Target, seed: int) -> Quantum
     try:
         [isa] = transpile_to_target([circuit], target, optimization_level=1, seed=seed)
         return isa
+    except CircuitError as exc:  # its message already says "cannot transpile"
+        raise NotSchedulable(f"{target.description}: {exc}") from None
     except Exception as exc:  # the transpiler raises many kinds; all mean "cannot run here"
         raise NotSchedulable(f"cannot transpile for {target.description}: {exc}") from None
 

@@ -40,7 +40,7 @@
       row.children[0].firstChild.textContent = job.id.slice(0, 12);
       row.children[2].textContent = job.backend;
       row.children[3].textContent = job.primitive || "";
-      row.children[4].textContent = job.tags.join(", ")  // the API leaves out the tags this system adds;
+      row.children[4].textContent = job.tags.join(", ");  // without the tags this system adds
       row.children[5].textContent = job.created_at.replace("T", " ").slice(0, 19);
       row.children[6].className = "actions";
       table.prepend(row);
