@@ -149,14 +149,20 @@ def test_job_metrics_timestamps_are_ordered(service: QiskitRuntimeService) -> No
 
 def test_cancelling_a_queued_job(realtime: EmulatorProcess) -> None:
     service = runtime_service(DEMO_KEY, instance=OPEN, ibm_url=realtime.url)
-    busiest = max(service.backends(min_num_qubits=5), key=lambda b: b.status().pending_jobs)
-    assert busiest.status().pending_jobs >= 1  # queued behind at least one job, in real time
-    job = SamplerV2(mode=busiest).run([bell(busiest)], shots=100)
-    assert job.status() == "QUEUED"
-    job.cancel()
-    assert job.status() == "CANCELLED"
-    with pytest.raises(Exception, match="cancelled"):
-        job.result()
+    backend = service.backend("ibm_kyiv")
+    # A held queue starts nothing, so the job is queued whatever the hour's load: a busy
+    # queue at one moment can be empty the next (it was, at 01:00 UTC).
+    realtime.set_faults(hold_backends=[backend.name])
+    try:
+        job = SamplerV2(mode=backend).run([bell(backend)], shots=100)
+        assert job.status() == "QUEUED"
+        assert backend.status().pending_jobs >= 1  # our job, at least
+        job.cancel()
+        assert job.status() == "CANCELLED"
+        with pytest.raises(Exception, match="cancelled"):
+            job.result()
+    finally:
+        realtime.set_faults()
 
 
 def test_jobs_filters_backend_pending_tags_created_after_limit_skip(
